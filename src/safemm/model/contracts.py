@@ -1,0 +1,253 @@
+"""The registry of contracts the model checks.
+
+Every report the model makes names one of these. Each contract has the kernel source that
+states it, a one-line summary, and the fix a driver author should apply; the README's contract
+table is generated from, and tested against, this registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CONTRACTS", "Contract", "contract"]
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A kernel contract: what is illegal, where the kernel says so, and how to comply.
+
+    Attributes:
+        id: short stable identifier, used in splats and tests.
+        summary: what the contract forbids.
+        source: the kernel function or review message that states it.
+        fix: what the calling code should do instead.
+        kernel_checks: whether Linux itself reports a violation (False: strict mode only).
+    """
+
+    id: str
+    summary: str
+    source: str
+    fix: str
+    kernel_checks: bool = True
+
+
+def _c(
+    id: str, summary: str, source: str, fix: str, *, kernel_checks: bool = True
+) -> tuple[str, Contract]:
+    return id, Contract(id, summary, source, fix, kernel_checks)
+
+
+CONTRACTS: dict[str, Contract] = dict(
+    [
+        _c(
+            "mmap-lock-held",
+            "the mmap lock (read or write) must be held",
+            "include/linux/mmap_lock.h mmap_assert_locked",
+            "take mmap_read_lock() (MmWithUser.mmap_read_lock()) around the call",
+        ),
+        _c(
+            "mmap-write-lock-held",
+            "the mmap lock must be held for writing",
+            "include/linux/mmap_lock.h mmap_assert_write_locked",
+            "take mmap_write_lock() (MmWithUser.mmap_write_lock()) around the call",
+        ),
+        _c(
+            "vma-write-locked",
+            "the VMA must be write-locked (vma_start_write) before its fields change",
+            "include/linux/mmap_lock.h vma_assert_write_locked",
+            "use vm_flags_set/clear/mod, which call vma_start_write, under the mmap write lock",
+        ),
+        _c(
+            "vma-locked",
+            "a VMA may be used only while the mmap lock or its per-VMA read lock is held",
+            "include/linux/mmap_lock.h vma_assert_locked; review H12",
+            "look the VMA up again under a lock you hold; never keep a VMA across an unlock",
+            kernel_checks=False,
+        ),
+        _c(
+            "vma-attached",
+            "a detached (unmapped) VMA must not be used",
+            "mm/vma.c vms_gather_munmap_vmas, vma_mark_detached",
+            "look the VMA up again (vma_lookup) under the mmap lock before using it",
+            kernel_checks=False,
+        ),
+        _c(
+            "might-sleep",
+            "no sleeping operation in atomic context (spinlock, RCU read side, irqs off)",
+            "kernel/sched/core.c __might_resched (CONFIG_DEBUG_ATOMIC_SLEEP)",
+            "drop the spinlock first, or use the trylock / non-blocking variant",
+        ),
+        _c(
+            "schedule-atomic",
+            "a task must never schedule while atomic",
+            "kernel/sched/core.c __schedule_bug",
+            "never block with a spinlock held or preemption disabled",
+        ),
+        _c(
+            "lock-order",
+            "locks must be taken in one global order (no ABBA, incl. against reclaim)",
+            "kernel/locking/lockdep.c check_noncircular",
+            "take locks in the documented order; in reclaim paths use trylocks and skip",
+        ),
+        _c(
+            "recursive-lock",
+            "a task must not take a lock it already holds",
+            "kernel/locking/lockdep.c check_deadlock",
+            "do not re-take the lock; pass the guard you already hold",
+        ),
+        _c(
+            "unlock-balance",
+            "only the task holding a lock may release it, and only once",
+            "kernel/locking/lockdep.c print_unlock_imbalance_bug; rwsem DEBUG_RWSEMS_WARN_ON",
+            "release each guard exactly once, in the task that took it",
+        ),
+        _c(
+            "lock-held-return",
+            "no lock may be held when returning to user space or out of a driver hook",
+            "kernel/locking/lockdep.c lockdep_sys_exit",
+            "release every guard before the syscall or hook returns (use `with`)",
+        ),
+        _c(
+            "deadlock",
+            "an acquisition must not wait for something that can never happen",
+            "hung task detector (kernel/hung_task.c)",
+            "never take a lock you (or a lock you hold) already block",
+        ),
+        _c(
+            "insert-needs-mixedmap",
+            "vm_insert_page on a VMA without VM_MIXEDMAP needs the mmap write lock",
+            "mm/memory.c vm_insert_page BUG_ON(mmap_read_trylock()); review H1",
+            "set VM_MIXEDMAP in ->mmap (VmAreaNew.set_mixedmap()) or check it with "
+            "as_mixedmap_vma() before inserting",
+        ),
+        _c(
+            "insert-pfnmap",
+            "a refcounted page must never be inserted into a VM_PFNMAP VMA",
+            "mm/memory.c vm_insert_page BUG_ON(VM_PFNMAP); review H2",
+            "insert pages only into the driver's own VM_MIXEDMAP VMAs",
+        ),
+        _c(
+            "pfn-insert-flags",
+            "vmf_insert_pfn needs exactly one of VM_PFNMAP/VM_MIXEDMAP, no COW PFNMAP, and no "
+            "struct-page pfn in a MIXEDMAP VMA",
+            "mm/memory.c vmf_insert_pfn_prot BUG_ONs",
+            "use vm_insert_page for struct pages; set VM_PFNMAP only on shared mappings",
+        ),
+        _c(
+            "foreign-vma",
+            "a driver must only insert into or zap VMAs it owns (its file, vm_ops, private data)",
+            "review H3; rust_binder check_vma (commit 8ef2c15aeae0)",
+            "check ownership first (VmAreaRef.check_owner()) or use unmap_mapping_range",
+            kernel_checks=False,
+        ),
+        _c(
+            "insert-hugetlb",
+            "a 4K page must never be inserted into a VM_HUGETLB VMA",
+            "review H3c; mm/memory.c walk_to_pmd VM_BUG_ON(pmd_trans_huge)",
+            "check that the VMA is the driver's own before inserting",
+            kernel_checks=False,
+        ),
+        _c(
+            "flags-under-write-lock",
+            "vm_flags may change only under the mmap write lock with the VMA write-locked, "
+            "or before the VMA is linked",
+            "include/linux/mm.h vm_flags_set/vm_flags_reset; review H10",
+            "change flags only in ->mmap (VmAreaNew) or through VmAreaMut",
+        ),
+        _c(
+            "mixedmap-pfnmap-exclusive",
+            "VM_MIXEDMAP and VM_PFNMAP are never both set",
+            "review (Jann Horn: 'dangerous and invalid'); mm/memory.c vmf_insert_pfn_prot",
+            "choose one: VM_MIXEDMAP for struct pages, VM_PFNMAP for raw pfns",
+        ),
+        _c(
+            "flags-sticky",
+            "VM_MIXEDMAP and VM_PFNMAP are never cleared once set; VM_HUGETLB never set by a "
+            "driver",
+            "review (Jann Horn); include/linux/mm.h",
+            "never clear these flags; drivers cannot set VM_HUGETLB",
+            kernel_checks=False,
+        ),
+        _c(
+            "mixedmap-uffd",
+            "a VMA with a userfaultfd context must not become VM_MIXEDMAP",
+            "review (Jann Horn); include/linux/userfaultfd_k.h vma_can_userfault; H8",
+            "set VM_MIXEDMAP only in ->mmap, before user space can register userfaultfd",
+            kernel_checks=False,
+        ),
+        _c(
+            "access-after-insert",
+            "a driver VMA must not gain VM_WRITE/VM_EXEC after pages were inserted",
+            "review H9; mm/mprotect.c mprotect_fixup, change_protection",
+            "clear VM_MAYWRITE/VM_MAYEXEC in ->mmap (try_clear_maywrite/try_clear_mayexec)",
+            kernel_checks=False,
+        ),
+        _c(
+            "pfn-outlives-page",
+            "a special (pfn) PTE must be zapped before the memory behind it is freed",
+            "review H11; mm/memory.c vmf_insert_pfn takes no reference",
+            "zap the range (zap_page_range_single / unmap_mapping_range) before freeing",
+            kernel_checks=False,
+        ),
+        _c(
+            "mm-users",
+            "the mmap lock and VMAs are usable only while mm_users > 0",
+            "include/linux/sched/mm.h mmget_not_zero; rust/kernel/mm.rs MmWithUser",
+            "call mmget_not_zero() first and handle None",
+        ),
+        _c(
+            "page-refcount",
+            "a page's refcount must never drop below zero, nor be freed while mapped",
+            "include/linux/mm.h put_page VM_BUG_ON_PAGE; mm/page_alloc.c bad_page",
+            "release each page reference exactly once; unmap before freeing",
+        ),
+        _c(
+            "zap-range",
+            "zap_page_range_single must be given a range inside the VMA",
+            "rust/kernel/mm/virt.rs zap_page_range_single (range check, v10)",
+            "pass an address range inside [vma.start, vma.end)",
+        ),
+        _c(
+            "mmap-hook",
+            "->mmap must not move the VMA nor add VM_MAYWRITE",
+            "mm/mmap.c mmap_region WARN_ON_ONCE(addr != vma->vm_start)",
+            "never change vm_start; clear VM_MAY* bits only",
+        ),
+        _c(
+            "split-range",
+            "a VMA is split only at an address strictly inside it",
+            "mm/vma.c __split_vma WARN_ON",
+            "split at vm_start < addr < vm_end",
+        ),
+        _c(
+            "fault-progress",
+            "a ->fault handler that reports success must map the page",
+            "mm/memory.c __do_fault / finish_fault",
+            "set vmf.page (or insert the PTE and return VM_FAULT_NOPAGE)",
+        ),
+        _c(
+            "leak",
+            "every mm reference, page and guard taken must be released",
+            "kernel/fork.c mmput/mmdrop; mm/page_alloc.c __free_pages; lockdep",
+            "release it on every path (Mm.mmdrop(), MmWithUser.mmput(), Page.free(), unlock())",
+        ),
+        _c(
+            "stale-handle",
+            "a handle must not be used after the lock or object it depended on ended",
+            "rust/kernel/mm/virt.rs lifetimes ('a of VmaRef/VmaNew)",
+            "use handles only inside the guard's `with` block / the hook that gave them",
+        ),
+        _c(
+            "use-after-free",
+            "an object freed after an RCU grace period must not be used afterwards",
+            "kernel/rcu/tree.c; review (Jann Horn on scheduling while atomic)",
+            "never sleep inside an RCU read-side section (spinlock held)",
+            kernel_checks=False,
+        ),
+    ]
+)
+
+
+def contract(id: str) -> Contract:
+    """The registered contract ``id`` (KeyError for an unknown id)."""
+    return CONTRACTS[id]

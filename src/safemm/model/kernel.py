@@ -1,0 +1,446 @@
+"""The simulated machine: :class:`Kernel`.
+
+One ``Kernel`` is one machine — page frames, devices, processes, shrinkers, lockdep state,
+counters, ``dmesg`` — with no global state, so tests can make as many as they like. It also
+keeps the execution context the checks need: which task is ``current`` (the process in a
+syscall, ``kswapd`` in ``shrink``, a ``kworker`` running deferred work), which driver's code
+is running (the hook, ioctl or shrinker the model entered it through), task work (``fput``'s
+deferred ``->release``) and the workqueue (``mmput_async``'s deferred teardown).
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import itertools
+import sys
+import weakref
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Protocol
+
+from typing_extensions import override
+
+from .contracts import CONTRACTS
+from .errors import Deadlock, KernelBug, KernelError, KernelWarning
+from .fault_inject import FaultInjection
+from .fs import File, FileOperationsStruct, Inode
+from .locking import LockClass, Lockdep, _Lock
+from .mman import DEFAULT_MAX_MAP_COUNT
+from .page_alloc import GFP_KERNEL, PageAllocator
+from .printk import WARN_KINDS, Splat, SplatKind
+from .sched import PF_KTHREAD, PF_MEMALLOC, Rcu, Task
+from .shrinker import Shrinker, shrink_slab
+from .vmstat import Counters
+
+if TYPE_CHECKING:
+    from .mm_types import MmStruct
+    from .process import Process
+
+__all__ = ["Device", "FileOperationsProvider", "Kernel"]
+
+#: Objects the direct-reclaim pass asks each shrinker for (SWAP_CLUSTER_MAX).
+SWAP_CLUSTER_MAX = 32
+
+
+class FileOperationsProvider(Protocol):
+    """Anything that can hand the model a ``file_operations`` table (the safe layer's
+    ``FileOperations`` does)."""
+
+    def _safemm_file_operations_(self) -> FileOperationsStruct:
+        """The raw table the model calls."""
+        ...
+
+
+class Device:
+    """A registered character device: its node path, its ``file_operations`` and its inode.
+
+    Invariant: every open of ``path`` gets a file whose ``f_inode`` is ``inode`` (so, unless a
+    driver repoints ``f_mapping``, all opens share one address space, as device nodes do).
+    """
+
+    __slots__ = ("fops", "inode", "kernel", "minor", "path")
+
+    def __init__(self, kernel: Kernel, path: str, fops: FileOperationsStruct, minor: int) -> None:
+        self.kernel = kernel
+        self.path = path
+        self.fops = fops
+        self.minor = minor
+        self.inode = Inode(kernel, "chr", self)
+
+    @override
+    def __repr__(self) -> str:
+        return f"<device {self.path}>"
+
+
+class _Frame:
+    """One level of "what is running": a kernel entry or a driver hook."""
+
+    __slots__ = ("entry", "file", "name", "owner")
+
+    def __init__(self, owner: object, file: File | None, name: str, entry: bool = False) -> None:
+        self.owner = owner
+        self.file = file
+        self.name = name
+        self.entry = entry
+
+
+class _DriverHook:
+    """Context manager marking "the driver ``owner`` is running ``name``"."""
+
+    __slots__ = ("frame", "kernel")
+
+    def __init__(self, kernel: Kernel, frame: _Frame) -> None:
+        self.kernel = kernel
+        self.frame = frame
+
+    def __enter__(self) -> None:
+        self.kernel._frames.append(self.frame)
+
+    def __exit__(self, *exc: object) -> None:
+        frames = self.kernel._frames
+        if frames and frames[-1] is self.frame:
+            frames.pop()
+
+
+class _Entry:
+    """Context manager for one entry into the kernel (a syscall, kswapd, a work item)."""
+
+    __slots__ = ("kernel", "name", "task")
+
+    def __init__(self, kernel: Kernel, task: Task, name: str) -> None:
+        self.kernel = kernel
+        self.task = task
+        self.name = name
+
+    def __enter__(self) -> Task:
+        k = self.kernel
+        k._tasks.append(self.task)
+        k._frames.append(_Frame(None, None, self.name, entry=True))
+        return self.task
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        k = self.kernel
+        try:
+            k._run_task_work()
+            if exc_type is None and self.task.held_locks and len(k._tasks) == 2:
+                k._lock_held_on_return(self.task, self.name)
+        finally:
+            k._frames.pop()
+            k._tasks.pop()
+            if self.task.preempt_reset:
+                # The return to user space fixes up the count the scheduler reset.
+                self.task.preempt_reset = False
+        if len(k._tasks) == 1:
+            k._run_deferred()
+
+
+class _PseudoLock(_Lock):
+    """A lockdep-only map (``fs_reclaim``): acquired and released, never contended."""
+
+    __slots__ = ()
+
+
+_kernels: weakref.WeakSet[Kernel] = weakref.WeakSet()
+
+
+class Kernel:
+    """One simulated machine.
+
+    Args:
+        panic_on_warn: a WARN (and lockdep, might_sleep and strict reports) raises
+            :class:`KernelWarning`; off, it only goes to ``dmesg``.
+        strict: also report contracts Linux itself does not check (see the README); off, the
+            model behaves exactly like the kernel.
+        nr_pages: page frames of RAM (4 KiB each).
+        nr_hugepages: 2 MiB pages in the hugetlb pool.
+        max_map_count: ``vm.max_map_count``.
+        seed: seed of the fault-injection generator.
+
+    Invariant: ``_tasks[0]`` is the idle task; ``_tasks[-1]`` is ``current``.
+    """
+
+    def __init__(
+        self,
+        *,
+        panic_on_warn: bool = True,
+        strict: bool = True,
+        nr_pages: int = 16384,
+        nr_hugepages: int = 4,
+        max_map_count: int = DEFAULT_MAX_MAP_COUNT,
+        seed: int = 0,
+    ) -> None:
+        if max_map_count < 1:
+            raise ValueError(f"max_map_count must be >= 1, got {max_map_count}")
+        self.panic_on_warn = panic_on_warn
+        self.strict = strict
+        self.max_map_count = max_map_count
+        self.counters = Counters()
+        self.fault_inject = FaultInjection(seed)
+        self.splats: list[Splat] = []
+        self.dmesg: list[str] = []
+        self.leaks: list[Splat] = []
+        #: How many of ``leaks`` a ``check_invariants`` call has already raised for.
+        self.leaks_reported = 0
+        self.lockdep = Lockdep(self)
+        self.rcu = Rcu(self)
+        self.pages = PageAllocator(self, nr_pages, nr_hugepages)
+        self.devices: dict[str, Device] = {}
+        self.processes: dict[int, Process] = {}
+        #: Every mm_struct not yet freed (mm_count > 0), by id.
+        self.mms: dict[int, MmStruct] = {}
+        self.shrinkers: list[Shrinker] = []
+        self.open_files: dict[int, File] = {}
+        self._pids = itertools.count(1)
+        self._idle = Task(self, 0, "swapper/0", PF_KTHREAD)
+        self._kswapd = Task(self, 0, "kswapd0", PF_KTHREAD | PF_MEMALLOC)
+        self._kworker = Task(self, 0, "kworker/0:1", PF_KTHREAD)
+        self._tasks: list[Task] = [self._idle]
+        self._frames: list[_Frame] = []
+        self._task_work: list[Callable[[], None]] = []
+        self._work: list[tuple[str, Callable[[], None]]] = []
+        self.fs_reclaim_map = _PseudoLock("fs_reclaim", LockClass("fs_reclaim"))
+        _kernels.add(self)
+
+    # ---------------------------------------------------------------- public API
+
+    def spawn(self, comm: str = "") -> Process:
+        """A new process with an empty address space."""
+        from .process import Process
+
+        return Process(self, next(self._pids), comm)
+
+    def register_device(
+        self, path: str, ops: FileOperationsStruct | FileOperationsProvider
+    ) -> Device:
+        """Register a character device at ``path`` (EEXIST if taken, EINVAL for a bad path)."""
+        p: object = path
+        if not isinstance(p, str) or not p.startswith("/") or len(p) < 2:
+            raise KernelError(errno.EINVAL, f"register_device: bad path {path!r}")
+        if path in self.devices:
+            raise KernelError(errno.EEXIST, f"register_device: {path} already exists")
+        fops: object = (
+            ops if isinstance(ops, FileOperationsStruct) else ops._safemm_file_operations_()
+        )
+        if not isinstance(fops, FileOperationsStruct):
+            raise TypeError(f"register_device: {ops!r} is not a file_operations table")
+        dev = Device(self, path, fops, len(self.devices))
+        self.devices[path] = dev
+        return dev
+
+    def register_shrinker(self, shrinker: Shrinker) -> None:
+        """``shrinker_register``."""
+        if shrinker.registered:
+            raise KernelError(errno.EBUSY, f"shrinker {shrinker.name} already registered")
+        shrinker.registered = True
+        self.shrinkers.append(shrinker)
+
+    def unregister_shrinker(self, shrinker: Shrinker) -> None:
+        """``shrinker_free``: after it returns, the shrinker is never called again."""
+        if shrinker in self.shrinkers:
+            self.shrinkers.remove(shrinker)
+        shrinker.registered = False
+
+    def shrink(self, nr_to_scan: int | None = None) -> int:
+        """Memory pressure: kswapd runs every shrinker; returns the objects freed."""
+        n: object = nr_to_scan
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+            raise KernelError(errno.EINVAL, f"shrink: bad nr_to_scan {nr_to_scan!r}")
+        with self.enter(self._kswapd, "kswapd"):
+            self.fs_reclaim_acquire("mm/vmscan.c:kswapd")
+            try:
+                return shrink_slab(self, int(GFP_KERNEL), nr_to_scan)
+            finally:
+                self.fs_reclaim_release("mm/vmscan.c:kswapd")
+
+    def flush_work(self) -> None:
+        """Run all deferred work now (``flush_scheduled_work``)."""
+        if len(self._tasks) == 1:
+            self._run_deferred()
+
+    def check_invariants(self) -> None:
+        """Check every model invariant; raise :class:`InvariantError` naming the first broken
+        one (see :mod:`safemm.model.invariants`)."""
+        from .invariants import check_invariants
+
+        check_invariants(self)
+
+    @property
+    def current(self) -> Task:
+        """The running task (``current``)."""
+        return self._tasks[-1]
+
+    def all_tasks(self) -> Iterator[Task]:
+        """Every task: the kernel threads and each live process's task."""
+        yield self._idle
+        yield self._kswapd
+        yield self._kworker
+        for p in self.processes.values():
+            yield p.task
+
+    # ---------------------------------------------------------------- reporting
+
+    def report(
+        self,
+        kind: SplatKind,
+        contract: str,
+        message: str,
+        where: str,
+        *,
+        title: str | None = None,
+    ) -> None:
+        """Print a splat naming ``contract`` and act on it as a debug kernel would.
+
+        BUG and deadlocks raise; WARN-class reports raise :class:`KernelWarning` when
+        ``panic_on_warn`` is on; leaks are also kept in ``leaks``.
+        """
+        c = CONTRACTS[contract]
+        t = self.current
+        if title is None:
+            title = {
+                SplatKind.BUG: f"kernel BUG at {where}!",
+                SplatKind.WARNING: f"WARNING: CPU: 0 PID: {t.pid} at {where}",
+                SplatKind.MIGHT_SLEEP: f"BUG: sleeping function called from invalid context at "
+                f"{where}",
+                SplatKind.LEAK: f"safemm: leak: {where}",
+                SplatKind.STRICT: f"safemm strict: {c.summary} ({where})",
+                SplatKind.DEADLOCK: f"INFO: task {t.comm}:{t.pid} blocked forever",
+            }.get(kind, f"{kind.value}: {where}")
+        trace = tuple(f.name for f in self._frames)
+        splat = Splat(kind, title, contract, message, c.fix, t.pid, t.comm, trace)
+        text = splat.render()
+        self.splats.append(splat)
+        self.dmesg.append(text)
+        if kind is SplatKind.DEADLOCK:
+            raise Deadlock(text, splat)
+        if kind is SplatKind.BUG:
+            raise KernelBug(text, splat)
+        if kind is SplatKind.LEAK:
+            self.leaks.append(splat)
+            return
+        if kind in WARN_KINDS and self.panic_on_warn:
+            raise KernelWarning(text, splat)
+
+    def leak(self, what: str, message: str) -> None:
+        """Record a leak found outside any call (from a finaliser): never raises."""
+        c = CONTRACTS["leak"]
+        splat = Splat(
+            SplatKind.LEAK, f"safemm: leak: {what}", "leak", message, c.fix, 0, "finalizer", ()
+        )
+        self.splats.append(splat)
+        self.dmesg.append(splat.render())
+        self.leaks.append(splat)
+
+    # ---------------------------------------------------------------- execution context
+
+    def enter(self, task: Task, name: str) -> _Entry:
+        """Enter the kernel as ``task`` (a syscall, fault, kswapd or work item)."""
+        return _Entry(self, task, name)
+
+    def driver_hook(self, owner: object, file: File | None, name: str) -> _DriverHook:
+        """Mark that the driver ``owner`` runs ``name`` (its hook, ioctl or shrinker)."""
+        return _DriverHook(self, _Frame(owner, file, name))
+
+    def driver_owner(self) -> object:
+        """The driver whose code is running now, or None for core kernel code."""
+        for f in reversed(self._frames):
+            if f.owner is not None:
+                return f.owner
+            if f.entry:
+                return None
+        return None
+
+    def driver_name(self) -> str:
+        """A readable name for the running driver code (for messages)."""
+        for f in reversed(self._frames):
+            if f.owner is not None:
+                return f.name
+        return "kernel"
+
+    def fs_reclaim_acquire(self, where: str) -> None:
+        """``fs_reclaim_acquire``: record reclaim as a lock for lockdep."""
+        self.lockdep.acquire(
+            self.current, self.fs_reclaim_map, read=False, trylock=False, where=where
+        )
+
+    def fs_reclaim_release(self, where: str) -> None:
+        """``fs_reclaim_release``."""
+        self.lockdep.release(self.current, self.fs_reclaim_map, where)
+
+    def direct_reclaim(self, gfp: int) -> None:
+        """``__alloc_pages_direct_reclaim``: run the shrinkers in the allocating task."""
+        t = self.current
+        old = t.flags
+        t.flags |= PF_MEMALLOC
+        self.fs_reclaim_acquire("mm/page_alloc.c:__perform_reclaim")
+        try:
+            with self.driver_hook(None, None, "direct reclaim"):
+                shrink_slab(self, gfp, SWAP_CLUSTER_MAX)
+        finally:
+            self.fs_reclaim_release("mm/page_alloc.c:__perform_reclaim")
+            t.flags = old
+
+    def task_work_add(self, fn: Callable[[], None]) -> None:
+        """``task_work_add``: run ``fn`` when the current entry returns."""
+        self._task_work.append(fn)
+
+    def schedule_work(self, name: str, fn: Callable[[], None]) -> None:
+        """``schedule_work``: run ``fn`` later in a kworker."""
+        self._work.append((name, fn))
+
+    def file_opened(self, file: File) -> None:
+        """Track an open file (for the quiescent leak check)."""
+        self.open_files[file.id] = file
+
+    def file_released(self, file: File) -> None:
+        """A file's last reference is gone and ``->release`` has run."""
+        self.open_files.pop(file.id, None)
+
+    def _run_task_work(self) -> None:
+        while self._task_work:
+            work, self._task_work = self._task_work, []
+            for fn in work:
+                fn()
+
+    def _run_deferred(self) -> None:
+        while self._work or self._task_work:
+            self._run_task_work()
+            work, self._work = self._work, []
+            for name, fn in work:
+                with self.enter(self._kworker, f"kworker: {name}"):
+                    fn()
+        self.rcu.note_context_switch()
+
+    def _lock_held_on_return(self, task: Task, name: str) -> None:
+        held = ", ".join(f"{h.lock.name} (taken at {h.where})" for h in task.held_locks)
+        self.report(
+            SplatKind.LOCKDEP,
+            "lock-held-return",
+            f"{task.comm}/{task.pid} is leaving the kernel ({name}) with locks still held: {held}",
+            "kernel/locking/lockdep.c:lockdep_sys_exit",
+            title="WARNING: lock held when returning to user space!",
+        )
+
+    def new_task(self, pid: int, comm: str) -> Task:
+        """A task for a new process."""
+        return Task(self, pid, comm)
+
+    def next_pid(self) -> int:
+        """Allocate a pid."""
+        return next(self._pids)
+
+
+def _report_leaks_at_exit() -> None:
+    """At interpreter exit, print leaks that no ``check_invariants`` call reported."""
+    for k in list(_kernels):
+        for p in list(k.processes.values()):
+            for h in p.task.held_locks:
+                print(
+                    f"safemm: leak: {h.lock.name} still held by {p.task.comm}/{p.task.pid} at "
+                    "exit",
+                    file=sys.stderr,
+                )
+        for s in k.leaks[k.leaks_reported :]:
+            print(s.render(), file=sys.stderr)
+
+
+atexit.register(_report_leaks_at_exit)

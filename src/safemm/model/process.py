@@ -1,0 +1,376 @@
+"""User space: a process and its system calls.
+
+Each method is the user-space view of one syscall (or, for :meth:`Process.read` and
+:meth:`Process.write`, of plain loads and stores): it checks its arguments as the syscall entry
+does, enters the kernel as this process's task, takes the locks the kernel takes
+(``mmap_write_lock_killable`` for mmap/munmap/mprotect/mremap, ...) and calls the model.
+A refused call raises :class:`KernelError` with the syscall's errno.
+
+Mirrors mm/mmap.c ``ksys_mmap_pgoff``/``vm_mmap_pgoff``, mm/vma.c ``__vm_munmap``,
+mm/mprotect.c and mm/mremap.c syscall bodies, kernel/fork.c ``copy_mm``/``copy_files``,
+kernel/exit.c ``do_exit`` (``exit_mm`` before ``exit_files``), fs/open.c, fs/ioctl.c and
+fs/userfaultfd.c.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from typing_extensions import override
+
+from .errors import KernelError
+from .fault import user_access
+from .fork import dup_mmap, mmput
+from .fs import FMODE_READ, FMODE_WRITE, File, fput, get_file
+from .memory import read_pfn, write_pfn
+from .mm_types import MmStruct
+from .mman import (
+    HPAGE_SIZE,
+    MAP_ANONYMOUS,
+    MAP_HUGETLB,
+    MREMAP_FIXED,
+    PAGE_MASK,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+)
+from .mmap import do_mmap
+from .mmap_lock import mmap_read_lock, mmap_read_unlock, mmap_write_lock, mmap_write_unlock
+from .mprotect import do_mprotect
+from .mremap import do_mremap
+from .pgtable import HugePmd
+from .task_mmu import show_maps
+from .userfaultfd import UserfaultfdCtx, userfaultfd_register
+from .vma import do_vmi_munmap
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+__all__ = ["O_RDONLY", "O_RDWR", "O_WRONLY", "Process"]
+
+O_RDONLY = 0
+O_WRONLY = 1
+O_RDWR = 2
+ULONG_MAX = (1 << 64) - 1
+#: The first file descriptor handed out (0-2 are stdin/stdout/stderr).
+FIRST_FD = 3
+
+
+def _ulong(name: str, value: object) -> int:
+    """An ``unsigned long`` syscall argument: negative values wrap as in C."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < -(1 << 63) or value > ULONG_MAX:
+        raise KernelError(errno.EINVAL, f"{name} {value:#x} does not fit in an unsigned long")
+    return value & ULONG_MAX
+
+
+class Process:
+    """A user process: one task, an address space, a file-descriptor table.
+
+    Invariant: while ``alive``, ``task.mm is mm`` and ``mm.mm_users >= 1`` (the process's own
+    reference); ``fds`` maps each open descriptor to a file holding one reference for it.
+    """
+
+    def __init__(
+        self, kernel: Kernel, pid: int, comm: str = "", mm: MmStruct | None = None
+    ) -> None:
+        self.kernel = kernel
+        self.pid = pid
+        self.comm = comm or f"proc{pid}"
+        self.task = kernel.new_task(pid, self.comm)
+        self.mm = mm if mm is not None else MmStruct(kernel, pid)
+        self.task.mm = self.mm
+        self.fds: dict[int, File] = {}
+        self.alive = True
+        self.uffd: UserfaultfdCtx | None = None
+        kernel.processes[pid] = self
+
+    @override
+    def __repr__(self) -> str:
+        return f"<Process {self.comm} pid={self.pid}>"
+
+    def _check_alive(self) -> None:
+        if not self.alive:
+            raise KernelError(errno.ESRCH, f"process {self.pid} has exited")
+
+    def _file(self, fd: object) -> File:
+        if isinstance(fd, bool) or not isinstance(fd, int):
+            raise TypeError(f"fd must be an int, got {type(fd).__name__}")
+        f = self.fds.get(fd)
+        if f is None:
+            raise KernelError(errno.EBADF, f"fd {fd} is not open in process {self.pid}")
+        return f
+
+    def _fd_alloc(self) -> int:
+        fd = FIRST_FD
+        while fd in self.fds:
+            fd += 1
+        return fd
+
+    # ---------------------------------------------------------------- files
+
+    def open(self, path: str, flags: int = O_RDWR) -> int:
+        """``open(2)`` a registered device; ENOENT if none, EINVAL for bad flags.
+
+        The driver's ``->open`` may refuse (its error is returned, and ``->release`` is not
+        called, as for a failed ``do_dentry_open``).
+        """
+        self._check_alive()
+        pth: object = path
+        if not isinstance(pth, str):
+            raise TypeError(f"path must be a str, got {type(path).__name__}")
+        fl: object = flags
+        if isinstance(fl, bool) or not isinstance(fl, int) or fl & ~3 or fl == 3:
+            raise KernelError(errno.EINVAL, f"open: bad flags {flags!r}")
+        k = self.kernel
+        with k.enter(self.task, "sys_openat"):
+            dev = k.devices.get(path)
+            if dev is None:
+                raise KernelError(errno.ENOENT, f"open: no such device {path}")
+            mode = {O_RDONLY: FMODE_READ, O_WRONLY: FMODE_WRITE, O_RDWR: FMODE_READ | FMODE_WRITE}
+            f = File(k, dev.inode, dev.fops, mode[flags], path)
+            if dev.fops.open is not None:
+                with k.driver_hook(dev.fops.owner, f, f"{dev.fops.name}->open"):
+                    dev.fops.open(f)
+            k.file_opened(f)
+            fd = self._fd_alloc()
+            self.fds[fd] = f
+            return fd
+
+    def close(self, fd: int) -> None:
+        """``close(2)``: drop the descriptor's file reference (EBADF if not open)."""
+        self._check_alive()
+        f = self._file(fd)
+        with self.kernel.enter(self.task, "sys_close"):
+            del self.fds[fd]
+            fput(f)
+
+    def ioctl(self, fd: int, cmd: int, arg: object = None) -> object:
+        """``ioctl(2)``: call the driver's ``->unlocked_ioctl`` (ENOTTY if it has none)."""
+        self._check_alive()
+        f = self._file(fd)
+        if isinstance(cmd, bool) or not isinstance(cmd, int):
+            raise TypeError(f"cmd must be an int, got {type(cmd).__name__}")
+        k = self.kernel
+        with k.enter(self.task, "sys_ioctl"):
+            fops = f.f_op
+            if fops is None or fops.unlocked_ioctl is None:
+                raise KernelError(errno.ENOTTY, f"ioctl: {f.path} has no ioctl")
+            with k.driver_hook(fops.owner, f, f"{fops.name}->unlocked_ioctl"):
+                return fops.unlocked_ioctl(f, cmd, arg)
+
+    # ---------------------------------------------------------------- memory map
+
+    def mmap(
+        self, addr: int | None, length: int, prot: int, flags: int, fd: int = -1, offset: int = 0
+    ) -> int:
+        """``mmap(2)``; returns the address. ``addr=None`` means no hint (0).
+
+        EINVAL for an unaligned offset (x86 ``sys_mmap``), EBADF for a bad fd without
+        MAP_ANONYMOUS, then every check of ``do_mmap``.
+        """
+        self._check_alive()
+        a = 0 if addr is None else _ulong("addr", addr)
+        length = _ulong("length", length)
+        prot = _ulong("prot", prot)
+        flags = _ulong("flags", flags)
+        offset = _ulong("offset", offset)
+        k = self.kernel
+        with k.enter(self.task, "sys_mmap"):
+            if offset & ~PAGE_MASK:
+                raise KernelError(errno.EINVAL, f"mmap: offset {offset:#x} is not page aligned")
+            file: File | None = None
+            if not flags & MAP_ANONYMOUS:
+                file = self._file(fd)
+                if flags & MAP_HUGETLB:
+                    raise KernelError(errno.EINVAL, "mmap: MAP_HUGETLB needs MAP_ANONYMOUS here")
+            elif flags & MAP_HUGETLB:
+                length = (length + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1)
+            mm = self.mm
+            mmap_write_lock(mm)
+            try:
+                return do_mmap(mm, file, a, length, prot, flags, offset >> PAGE_SHIFT)
+            finally:
+                mmap_write_unlock(mm)
+
+    def munmap(self, addr: int, length: int) -> None:
+        """``munmap(2)``: the lock is downgraded to read before zapping, as in the kernel."""
+        self._check_alive()
+        addr = _ulong("addr", addr)
+        length = _ulong("length", length)
+        k = self.kernel
+        with k.enter(self.task, "sys_munmap"):
+            mm = self.mm
+            mmap_write_lock(mm)
+            try:
+                do_vmi_munmap(mm, addr, length, unlock=True)
+            except BaseException:
+                # On error do_vmi_munmap keeps the write lock; an exception after the
+                # downgrade (from a ->close hook) leaves the read lock.
+                if mm.mmap_lock.writer is self.task:
+                    mmap_write_unlock(mm)
+                elif self.task in mm.mmap_lock.readers:
+                    mmap_read_unlock(mm)
+                raise
+
+    def mprotect(self, addr: int, length: int, prot: int) -> None:
+        """``mprotect(2)``."""
+        self._check_alive()
+        addr = _ulong("addr", addr)
+        length = _ulong("length", length)
+        prot = _ulong("prot", prot)
+        with self.kernel.enter(self.task, "sys_mprotect"):
+            mm = self.mm
+            mmap_write_lock(mm)
+            try:
+                do_mprotect(mm, addr, length, prot)
+            finally:
+                mmap_write_unlock(mm)
+
+    def mremap(
+        self,
+        old_addr: int,
+        old_len: int,
+        new_len: int,
+        flags: int = 0,
+        new_addr: int | None = None,
+    ) -> int:
+        """``mremap(2)``; returns the (possibly new) address."""
+        self._check_alive()
+        old_addr = _ulong("old_addr", old_addr)
+        old_len = _ulong("old_len", old_len)
+        new_len = _ulong("new_len", new_len)
+        flags = _ulong("flags", flags)
+        if new_addr is None and flags & MREMAP_FIXED:
+            raise KernelError(errno.EINVAL, "mremap: MREMAP_FIXED needs new_addr")
+        na = 0 if new_addr is None else _ulong("new_addr", new_addr)
+        with self.kernel.enter(self.task, "sys_mremap"):
+            mm = self.mm
+            mmap_write_lock(mm)
+            try:
+                return do_mremap(mm, old_addr, old_len, new_len, flags, na)
+            finally:
+                mmap_write_unlock(mm)
+
+    # ---------------------------------------------------------------- processes
+
+    def fork(self) -> Process:
+        """``fork(2)``: a child with a copy of the address space and the descriptors."""
+        self._check_alive()
+        k = self.kernel
+        with k.enter(self.task, "sys_fork"):
+            pid = k.next_pid()
+            child = Process(k, pid, f"{self.comm}-child", MmStruct(k, pid))
+            try:
+                dup_mmap(child.mm, self.mm)
+            except BaseException:
+                del k.processes[pid]
+                raise
+            for fd, f in self.fds.items():
+                child.fds[fd] = get_file(f)
+            return child
+
+    def exit(self) -> None:
+        """``exit(2)``: drop the address space (``exit_mm``), then close every descriptor
+        (``exit_files``); the files' ``->release`` runs as the task's last work."""
+        self._check_alive()
+        k = self.kernel
+        with k.enter(self.task, "do_exit"):
+            mm = self.mm
+            self.task.mm = None
+            mmput(mm)
+            fds, self.fds = self.fds, {}
+            for f in fds.values():
+                fput(f)
+        self.alive = False
+        k.processes.pop(self.pid, None)
+
+    # ---------------------------------------------------------------- user memory
+
+    def _access(self, addr: object, length: object, write: bool) -> tuple[int, int]:
+        self._check_alive()
+        a = _ulong("addr", addr)
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise KernelError(errno.EINVAL, f"bad length {length!r}")
+        return a, length
+
+    def read(self, addr: int, length: int) -> bytes:
+        """Load ``length`` bytes from user address ``addr`` (faulting pages in as needed).
+
+        Raises :class:`SegmentationFault` / :class:`BusError` where the kernel would signal.
+        """
+        a, n = self._access(addr, length, False)
+        out = bytearray()
+        k = self.kernel
+        end = a + n
+        while a < end:
+            chunk = min(end, (a & PAGE_MASK) + PAGE_SIZE) - a
+            entry = user_access(self.mm, self.task, a, False)
+            if isinstance(entry, HugePmd):
+                sub = (a & (HPAGE_SIZE - 1)) >> PAGE_SHIFT
+                data = entry.page.data.get(sub)
+                off = a & (PAGE_SIZE - 1)
+                out += bytes(chunk) if data is None else data[off : off + chunk]
+            elif entry.page is not None:
+                out += entry.page.read(a & (PAGE_SIZE - 1), chunk)
+            else:
+                out += read_pfn(k, entry.pfn, a & (PAGE_SIZE - 1), chunk)
+            a += chunk
+        return bytes(out)
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Store ``data`` at user address ``addr`` (write faults: COW, zero-fill, ...)."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        a, n = self._access(addr, len(data), True)
+        k = self.kernel
+        end = a + n
+        pos = 0
+        while a < end:
+            chunk = min(end, (a & PAGE_MASK) + PAGE_SIZE) - a
+            piece = bytes(data[pos : pos + chunk])
+            entry = user_access(self.mm, self.task, a, True)
+            off = a & (PAGE_SIZE - 1)
+            if isinstance(entry, HugePmd):
+                sub = (a & (HPAGE_SIZE - 1)) >> PAGE_SHIFT
+                buf = entry.page.data.setdefault(sub, bytearray(PAGE_SIZE))
+                buf[off : off + chunk] = piece
+            else:
+                entry.dirty = True
+                if entry.page is not None:
+                    entry.page.write(off, piece)
+                else:
+                    write_pfn(k, entry.pfn, off, piece)
+            a += chunk
+            pos += chunk
+
+    # ---------------------------------------------------------------- misc
+
+    def userfaultfd_register(self, addr: int, length: int, mode: int = 1) -> None:
+        """``userfaultfd()`` + ``UFFDIO_REGISTER`` on ``[addr, addr+length)`` (mode 1 =
+        MISSING, 2 = WP, 4 = MINOR)."""
+        self._check_alive()
+        addr = _ulong("addr", addr)
+        length = _ulong("length", length)
+        mode = _ulong("mode", mode)
+        with self.kernel.enter(self.task, "sys_ioctl(UFFDIO_REGISTER)"):
+            if self.uffd is None:
+                self.uffd = UserfaultfdCtx(self.mm)
+            mm = self.mm
+            mmap_write_lock(mm)
+            try:
+                userfaultfd_register(mm, self.uffd, addr, length, mode)
+            finally:
+                mmap_write_unlock(mm)
+
+    def maps(self) -> str:
+        """The contents of ``/proc/PID/maps``."""
+        self._check_alive()
+        with self.kernel.enter(self.task, "proc_pid_maps"):
+            mm = self.mm
+            mmap_read_lock(mm)
+            try:
+                return show_maps(mm)
+            finally:
+                mmap_read_unlock(mm)

@@ -1,0 +1,179 @@
+"""Tasks and execution context: ``current``, preemption, RCU read side, ``might_sleep``.
+
+Mirrors kernel/sched/core.c (``__might_resched``, ``schedule_debug``/``__schedule_bug``) and
+the bookkeeping of include/linux/preempt.h and include/linux/rcupdate.h that the checks read.
+
+Simplification: there is one CPU and no real concurrency. A task runs until its syscall (or
+kernel thread work item) returns; nothing ever preempts it. "Sleeping" is therefore only ever
+*reported*: an operation that may sleep checks the context (``might_sleep``), and an operation
+that would really block on something no other task can release is a deadlock.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from typing_extensions import override
+
+from .printk import SplatKind
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .kernel import Kernel
+    from .locking import HeldLock
+    from .mm_types import MmStruct
+
+__all__ = ["Task"]
+
+#: Task flag: the task is in memory reclaim (include/linux/sched.h PF_MEMALLOC).
+PF_MEMALLOC = 0x00000800
+#: Task flag: kernel thread.
+PF_KTHREAD = 0x00200000
+
+
+class Task:
+    """A ``task_struct``: what the checks need to know about whoever is running.
+
+    Invariant: ``preempt_count`` counts the spinlocks (and explicit preempt_disable) held;
+    ``rcu_depth`` counts nested ``rcu_read_lock``; ``held_locks`` is lockdep's stack of held
+    locks, innermost last.
+    """
+
+    __slots__ = (
+        "comm",
+        "flags",
+        "held_locks",
+        "irqs_disabled",
+        "kernel",
+        "mm",
+        "pid",
+        "preempt_count",
+        "preempt_reset",
+        "rcu_depth",
+    )
+
+    def __init__(self, kernel: Kernel, pid: int, comm: str, flags: int = 0) -> None:
+        self.kernel = kernel
+        self.pid = pid
+        self.comm = comm
+        self.mm: MmStruct | None = None
+        self.flags = flags
+        self.preempt_count = 0
+        self.rcu_depth = 0
+        self.irqs_disabled = False
+        #: Set when ``__schedule_bug`` reset the preempt count under held spinlocks; their
+        #: unlocks then no longer decrement it (the kernel fixes it up on return to user).
+        self.preempt_reset = False
+        self.held_locks: list[HeldLock] = []
+
+    def in_atomic(self) -> bool:
+        """Whether sleeping is forbidden here (``preemptible()`` is false or RCU is held)."""
+        return self.preempt_count > 0 or self.rcu_depth > 0 or self.irqs_disabled
+
+    @override
+    def __repr__(self) -> str:
+        return f"<Task {self.comm}:{self.pid}>"
+
+
+def might_sleep(kernel: Kernel, where: str) -> None:
+    """``might_sleep()``: report a sleeping operation in atomic context.
+
+    Mirrors kernel/sched/core.c ``__might_resched``: prints "BUG: sleeping function called
+    from invalid context" when preempt_count, the RCU nest depth or disabled interrupts say the
+    caller cannot sleep. Like the kernel (CONFIG_DEBUG_ATOMIC_SLEEP) it only reports; the report
+    raises :class:`KernelWarning` when ``panic_on_warn`` is on.
+    """
+    t = kernel.current
+    if t.preempt_count or t.rcu_depth or t.irqs_disabled:
+        held = ", ".join(h.lock.name for h in t.held_locks) or "none"
+        kernel.report(
+            SplatKind.MIGHT_SLEEP,
+            "might-sleep",
+            f"in_atomic(): {int(t.preempt_count > 0)}, irqs_disabled(): "
+            f"{int(t.irqs_disabled)}, pid: {t.pid}, name: {t.comm}; preempt_count: "
+            f"{t.preempt_count}, expected: 0; RCU nest depth: {t.rcu_depth}, expected: 0; "
+            f"locks held: {held}",
+            where,
+        )
+
+
+def schedule(kernel: Kernel, where: str) -> None:
+    """The current task really sleeps (``schedule()``), e.g. in ``msleep`` or reclaim.
+
+    Mirrors kernel/sched/core.c ``schedule_debug``: in atomic context it prints "BUG: scheduling
+    while atomic" and, when that does not panic, *recovers* the way the kernel does — it resets
+    the preempt count and schedules anyway. The context switch is an RCU quiescent state, so a
+    grace period can now end under code that still believes its spinlock keeps it inside an
+    RCU read-side critical section (review, Jann Horn). The model lets that grace period end and
+    runs the RCU callbacks, so a use of an object they freed is caught.
+    """
+    t = kernel.current
+    if t.preempt_count > 0:
+        count = t.preempt_count
+        kernel.report(
+            SplatKind.SCHED_ATOMIC,
+            "schedule-atomic",
+            f"{t.comm}/{t.pid}/0x{count:08x} slept with preempt_count {count}; the kernel "
+            "resets the count and schedules anyway, ending the RCU read-side section the "
+            "spinlock implied",
+            where,
+            title=f"BUG: scheduling while atomic: {t.comm}/{t.pid}/0x{count:08x}",
+        )
+        t.preempt_count = 0
+        t.preempt_reset = True
+    kernel.rcu.note_context_switch()
+
+
+class Rcu:
+    """RCU with one CPU: read-side sections, ``call_rcu`` callbacks and grace periods.
+
+    Mirrors the semantics (not the implementation) of kernel/rcu/tree.c: a grace period ends
+    only when no task is inside a read-side critical section, explicit (``rcu_read_lock``) or
+    implied by disabled preemption (a held spinlock). Grace periods are driven at quiescent
+    points: a context switch (:func:`schedule`), ``synchronize_rcu`` and the return to user
+    space.
+    """
+
+    __slots__ = ("_callbacks", "kernel")
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self._callbacks: list[Callable[[], None]] = []
+
+    def read_lock(self) -> None:
+        """``rcu_read_lock()``."""
+        self.kernel.current.rcu_depth += 1
+
+    def read_unlock(self) -> None:
+        """``rcu_read_unlock()``; an unbalanced unlock is a WARN."""
+        t = self.kernel.current
+        if t.rcu_depth <= 0:
+            self.kernel.report(
+                SplatKind.WARNING,
+                "unlock-balance",
+                "rcu_read_unlock() without rcu_read_lock()",
+                "include/linux/rcupdate.h:rcu_read_unlock",
+            )
+            return
+        t.rcu_depth -= 1
+
+    def call_rcu(self, fn: Callable[[], None]) -> None:
+        """``call_rcu()``: run ``fn`` after the next grace period."""
+        self._callbacks.append(fn)
+
+    def synchronize(self) -> None:
+        """``synchronize_rcu()``: sleeps until a grace period has ended."""
+        might_sleep(self.kernel, "kernel/rcu/tree.c:synchronize_rcu")
+        schedule(self.kernel, "kernel/rcu/tree.c:synchronize_rcu")
+
+    def note_context_switch(self) -> None:
+        """A quiescent state: end the grace period if no task is still a reader."""
+        if not self._callbacks:
+            return
+        for t in self.kernel.all_tasks():
+            if t.rcu_depth > 0 or t.preempt_count > 0:
+                return
+        callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn()
