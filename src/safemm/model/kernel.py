@@ -46,8 +46,8 @@ class FileOperationsProvider(Protocol):
     """Anything that can hand the model a ``file_operations`` table (the safe layer's
     ``FileOperations`` does)."""
 
-    def _safemm_file_operations_(self) -> FileOperationsStruct:
-        """The raw table the model calls."""
+    def _safemm_file_operations_(self, kernel: Kernel, path: str) -> FileOperationsStruct:
+        """The raw table the model calls for the device at ``path`` of ``kernel``."""
         ...
 
 
@@ -219,7 +219,9 @@ class Kernel:
         if path in self.devices:
             raise KernelError(errno.EEXIST, f"register_device: {path} already exists")
         fops: object = (
-            ops if isinstance(ops, FileOperationsStruct) else ops._safemm_file_operations_()
+            ops
+            if isinstance(ops, FileOperationsStruct)
+            else ops._safemm_file_operations_(self, path)
         )
         if not isinstance(fops, FileOperationsStruct):
             raise TypeError(f"register_device: {ops!r} is not a file_operations table")

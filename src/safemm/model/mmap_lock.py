@@ -178,6 +178,10 @@ def vma_assert_locked(vma: Vma, where: str) -> None:
     k = vma.vm_mm.kernel
     if not k.strict:
         return
+    if vma.in_setup:
+        # Inside ->mmap: the VMA is not linked yet; mmap_region holds the write lock.
+        mmap_assert_write_locked(vma.vm_mm, where)
+        return
     if vma.detached:
         k.report(
             SplatKind.STRICT,

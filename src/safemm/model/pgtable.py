@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sortedcontainers import SortedDict
-
 from typing_extensions import override
 
 from .mman import PAGE_SHIFT

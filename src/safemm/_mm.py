@@ -1,0 +1,339 @@
+"""The mm reference types and the lock guards (see :mod:`safemm.mm`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Self, final
+
+from typing_extensions import deprecated, override
+
+from . import _virt
+from ._scope import _TOKEN, Scope, check_token, stale
+from .model import fork as _fork
+from .model import mmap_lock as _ml
+from .model.errors import StaleReferenceError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from .model.kernel import Kernel
+    from .model.mm_types import MmStruct, Vma
+    from .model.sched import Task
+
+__all__ = [
+    "Mm",
+    "MmWithUser",
+    "MmWithUserAsync",
+    "MmapReadGuard",
+    "MmapWriteGuard",
+    "VmaReadGuard",
+]
+
+# Reference kinds.
+_BORROWED = 0
+_COUNT = 1  # owns one mm_count (mmgrab)
+_USERS = 2  # owns one mm_users (mmget_not_zero)
+_ASYNC = 3  # owns one mm_users, released with mmput_async
+
+
+def _int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    return value
+
+
+class Mm:
+    """An ``mm_struct`` known to be allocated: holds (or borrows) an ``mm_count`` reference.
+
+    Invariant: the ``mm_struct`` is not freed while this handle is valid; its address space
+    may already be gone (``mm_users`` may be 0), so nothing here touches VMAs or locks. An
+    owned reference (from :meth:`MmWithUser.mmgrab`) must be released with :meth:`mmdrop`;
+    a borrowed one is valid only while its lender is.
+    """
+
+    __slots__ = ("__weakref__", "_kind", "_mm", "_released", "_scope")
+
+    def __init__(self, _key: object, mm: MmStruct, kind: int, scope: Scope | None) -> None:
+        check_token(_key, type(self).__name__)
+        self._mm = mm
+        self._kind = kind
+        self._scope = scope
+        self._released = ""
+
+    def _live(self) -> MmStruct:
+        if self._released:
+            raise StaleReferenceError(f"{self!r} used after {self._released}")
+        s = self._scope
+        if s is not None and not s.alive:
+            stale(repr(self), s)
+        return self._mm
+
+    @property
+    def _kernel(self) -> Kernel:
+        return self._mm.kernel
+
+    def mmget_not_zero(self) -> MmWithUser | None:
+        """``mmget_not_zero``: a new owned ``mm_users`` reference, or None if the address space
+        is already being torn down. Release it with :meth:`MmWithUser.mmput`."""
+        mm = self._live()
+        if not _fork.mmget_not_zero(mm):
+            return None
+        return MmWithUser(_TOKEN, mm, _USERS, None)
+
+    def mmdrop(self) -> None:
+        """Release the owned ``mm_count`` reference (``mmdrop``)."""
+        mm = self._live()
+        if self._kind != _COUNT:
+            raise TypeError(_wrong_release(self, "mmdrop()"))
+        self._released = "mmdrop()"
+        _fork.mmdrop(mm)
+
+    def is_same_mm(self, other: Mm) -> bool:
+        """Whether both handles name the same ``mm_struct`` (``ptr::eq`` in Rust binder)."""
+        return self._live() is other._live()
+
+    def __del__(self) -> None:
+        if self._kind != _BORROWED and not self._released:
+            what = {_COUNT: "mm_count (mmgrab)", _USERS: "mm_users", _ASYNC: "mm_users"}
+            self._mm.kernel.leak(
+                f"{type(self).__name__} of mm {self._mm.id}",
+                f"an owned {what[self._kind]} reference on mm {self._mm.id} was dropped "
+                "without being released",
+            )
+
+    @override
+    def __repr__(self) -> str:
+        kind = {_BORROWED: "borrowed", _COUNT: "mmgrab", _USERS: "mmget", _ASYNC: "mmget"}
+        return f"<{type(self).__name__} mm={self._mm.id} {kind[self._kind]}>"
+
+
+def _wrong_release(ref: Mm, call: str) -> str:
+    if ref._kind == _BORROWED:
+        return f"{call} on a borrowed {type(ref).__name__}: only references you took are yours"
+    if ref._kind == _COUNT:
+        return f"{call} on an mm_count reference: release it with mmdrop()"
+    return f"{call} on an mm_users reference: release it with mmput()"
+
+
+class MmWithUser(Mm):
+    """An ``mm_struct`` whose address space is alive: ``mm_users > 0`` is held (or borrowed).
+
+    Invariant: ``mm_users`` stays non-zero while this handle is valid, so the mmap lock, the
+    per-VMA locks and the VMA tree may be used. This is the only type that can take them.
+    """
+
+    __slots__ = ()
+
+    def _check_users(self) -> MmStruct:
+        mm = self._live()
+        if mm.mm_users <= 0:
+            raise StaleReferenceError(f"{self!r}: the address space is gone (mm_users is 0)")
+        return mm
+
+    def mmap_read_lock(self) -> MmapReadGuard:
+        """``mmap_read_lock``: may sleep."""
+        mm = self._check_users()
+        _ml.mmap_read_lock(mm)
+        return MmapReadGuard(_TOKEN, self, mm)
+
+    def mmap_read_trylock(self) -> MmapReadGuard | None:
+        """``mmap_read_trylock``: never sleeps; None when contended."""
+        mm = self._check_users()
+        if not _ml.mmap_read_trylock(mm):
+            return None
+        return MmapReadGuard(_TOKEN, self, mm)
+
+    def mmap_write_lock(self) -> MmapWriteGuard:
+        """``mmap_write_lock``: may sleep."""
+        mm = self._check_users()
+        _ml.mmap_write_lock(mm)
+        return MmapWriteGuard(_TOKEN, self, mm)
+
+    def lock_vma_under_rcu(self, addr: int) -> VmaReadGuard | None:
+        """``lock_vma_under_rcu``: read-lock the VMA at ``addr`` without the mmap lock; None
+        on any contention (fall back to :meth:`mmap_read_lock`)."""
+        mm = self._check_users()
+        vma = _ml.lock_vma_under_rcu(mm, _int("addr", addr))
+        if vma is None:
+            return None
+        return VmaReadGuard(_TOKEN, self, mm, vma)
+
+    def mmgrab(self) -> Mm:
+        """``mmgrab``: a new owned ``mm_count`` reference (release with :meth:`Mm.mmdrop`)."""
+        mm = self._live()
+        _fork.mmgrab(mm)
+        return Mm(_TOKEN, mm, _COUNT, None)
+
+    def mmput(self) -> None:
+        """Release the owned ``mm_users`` reference (``mmput``; may sleep, and the last one
+        tears the address space down here)."""
+        mm = self._live()
+        if self._kind != _USERS:
+            raise TypeError(_wrong_release(self, "mmput()"))
+        self._released = "mmput()"
+        _fork.mmput(mm)
+
+    def into_mmput_async(self) -> MmWithUserAsync:
+        """The same reference, to be released with ``mmput_async`` (safe where sleeping is
+        not). This handle is consumed."""
+        mm = self._live()
+        if self._kind != _USERS:
+            raise TypeError(_wrong_release(self, "into_mmput_async()"))
+        self._released = "into_mmput_async() (the reference moved)"
+        return MmWithUserAsync(_TOKEN, mm, _ASYNC, None)
+
+    @override
+    @deprecated(
+        "an MmWithUser holds an mm_users reference: release it with mmput(), not mmdrop()",
+        category=None,
+    )
+    def mmdrop(self) -> None:
+        """Refused: an ``mm_users`` reference is released with :meth:`mmput`."""
+        raise TypeError(_wrong_release(self, "mmdrop()"))
+
+
+@final
+class MmWithUserAsync(MmWithUser):
+    """An owned ``mm_users`` reference released with ``mmput_async``: its teardown (if last)
+    runs later in a kworker, so releasing it never sleeps — as shrinkers need."""
+
+    __slots__ = ()
+
+    @override
+    def mmput(self) -> None:
+        """Release with ``mmput_async``."""
+        mm = self._live()
+        if self._kind != _ASYNC:
+            raise TypeError(_wrong_release(self, "mmput()"))
+        self._released = "mmput_async()"
+        _fork.mmput_async(mm)
+
+
+class _Guard:
+    """A held lock: valid until unlocked. Not thread-safe: unlock in the task that locked."""
+
+    __slots__ = ("__weakref__", "_mm", "_owner", "_scope", "_struct", "_task")
+
+    _what = "lock"
+
+    def __init__(self, _key: object, owner: MmWithUser, mm: MmStruct) -> None:
+        check_token(_key, type(self).__name__)
+        self._owner = owner
+        self._struct = mm
+        self._task: Task = mm.kernel.current
+        self._scope = Scope(mm.kernel, f"the {self._what} of mm {mm.id}")
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+    def unlock(self) -> None:
+        """Release the lock; every handle taken through this guard becomes stale."""
+        if not self._scope.alive:
+            stale(f"{type(self).__name__}.unlock()", self._scope)
+        self._release()
+        self._scope.end(f"{type(self).__name__}.unlock()")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._scope.alive:
+            self.unlock()
+
+    def __del__(self) -> None:
+        if self._scope.alive:
+            self._struct.kernel.leak(
+                f"{type(self).__name__} of mm {self._struct.id}",
+                f"{type(self).__name__} taken by {self._task.comm}/{self._task.pid} was "
+                "dropped without unlock()",
+            )
+
+
+class MmapReadGuard(_Guard):
+    """Holds the mmap read lock of an mm.
+
+    Invariant: while valid, the current task holds ``mmap_lock`` for reading (or, for the
+    :class:`MmapWriteGuard` subclass, writing), so VMAs looked up through it are stable.
+    """
+
+    __slots__ = ()
+    _what = "mmap read lock"
+
+    @override
+    def _release(self) -> None:
+        _ml.mmap_read_unlock(self._struct)
+
+    def vma_lookup(self, addr: int) -> _virt.VmAreaRef | None:
+        """``vma_lookup``: the VMA containing ``addr``, valid until this guard ends."""
+        if not self._scope.alive:
+            stale(f"{type(self).__name__}.vma_lookup()", self._scope)
+        vma = self._struct.mm_mt.load(_int("addr", addr))
+        if vma is None:
+            return None
+        return _virt.make_ref(_virt.VmAreaRef, vma, self._scope)
+
+
+@final
+class MmapWriteGuard(MmapReadGuard):
+    """Holds the mmap write lock.
+
+    Invariant: while valid, the current task holds ``mmap_lock`` for writing; VMAs looked up
+    through it are write-locked (``vma_start_write``) and may have their flags changed.
+    """
+
+    __slots__ = ()
+    _what = "mmap write lock"
+
+    @override
+    def _release(self) -> None:
+        _ml.mmap_write_unlock(self._struct)
+
+    @override
+    def vma_lookup(self, addr: int) -> _virt.VmAreaMut | None:
+        """``vma_lookup`` + ``vma_start_write``: the VMA at ``addr``, writable flags."""
+        if not self._scope.alive:
+            stale(f"{type(self).__name__}.vma_lookup()", self._scope)
+        vma = self._struct.mm_mt.load(_int("addr", addr))
+        if vma is None:
+            return None
+        _ml.vma_start_write(vma)
+        return _virt.make_ref(_virt.VmAreaMut, vma, self._scope)
+
+    def downgrade(self) -> MmapReadGuard:
+        """``mmap_write_downgrade``: keep a read lock. This guard and its VMA handles become
+        stale; use the returned read guard."""
+        if not self._scope.alive:
+            stale(f"{type(self).__name__}.downgrade()", self._scope)
+        _ml.mmap_write_downgrade(self._struct)
+        self._scope.end("MmapWriteGuard.downgrade()")
+        return MmapReadGuard(_TOKEN, self._owner, self._struct)
+
+
+@final
+class VmaReadGuard(_Guard):
+    """Holds one VMA's per-VMA read lock (from ``lock_vma_under_rcu``).
+
+    Invariant: while valid, the VMA cannot be modified or unmapped (writers wait).
+    """
+
+    __slots__ = ("_vma",)
+    _what = "per-VMA read lock"
+
+    def __init__(self, _key: object, owner: MmWithUser, mm: MmStruct, vma: Vma) -> None:
+        super().__init__(_key, owner, mm)
+        self._vma = vma
+
+    @override
+    def _release(self) -> None:
+        _ml.vma_end_read(self._vma)
+
+    @property
+    def vma(self) -> _virt.VmAreaRef:
+        """The locked VMA, valid until this guard ends."""
+        if not self._scope.alive:
+            stale(f"{type(self).__name__}.vma", self._scope)
+        return _virt.make_ref(_virt.VmAreaRef, self._vma, self._scope)

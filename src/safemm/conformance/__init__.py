@@ -1,0 +1,24 @@
+"""Differential conformance suite: the safemm model against the real Linux kernel.
+
+The same random sequence of memory-map operations (mmap, munmap, mprotect,
+mremap, one-byte loads and stores, malformed calls) runs on the running kernel
+and on the model; results, errno values, VMA boundaries and permissions and the
+bytes read back are compared step by step, and a disagreement is shrunk to a
+minimal sequence.
+
+Modules:
+
+* :mod:`.ops` — the operation vocabulary, relative to a 16-page region with
+  guard pages (the *window*), and the rule that keeps real calls inside it;
+* :mod:`.layout` — ``/proc/PID/maps`` parsing into a comparable layout;
+* :mod:`.steps` — results, and the one loop both sides run sequences with;
+* :mod:`.kernel_side` — the real kernel, through ``executor.c``, a small C
+  helper compiled with the machine's gcc, which keeps its window undisturbed
+  (the argument is at the top of ``executor.c``);
+* :mod:`.model_side` — the model, through ``Kernel().spawn()``;
+* :mod:`.generator` — random sequences (seeded, or as a hypothesis strategy);
+* :mod:`.compare` — comparison, shrinking, the seeded runner and the
+  ``safemm conformance`` command.
+
+Nothing is imported here, so that ``safemm.conformance.ops`` costs only itself.
+"""

@@ -1,0 +1,425 @@
+"""Random operation sequences over the window, for hypothesis and for seeded runs.
+
+One generator, two sources of choices. :func:`generate_op` makes every decision
+through a :class:`Chooser`: :class:`RandomChooser` answers from a seeded
+``random.Random`` (the ``safemm conformance`` command, thousands of sequences,
+no hypothesis needed), and :func:`sequences`/:func:`ops` wrap the same code in a
+hypothesis strategy, whose choices hypothesis can shrink (integers towards their
+lower bound, ``choice`` towards its first option, lists towards fewer items).
+The first option of every choice is therefore the simplest one.
+
+Shape of what is generated (weights in percent):
+
+* 22 ``Mmap`` (private or shared anonymous, ``MAP_FIXED`` or
+  ``MAP_FIXED_NOREPLACE``, any of the eight R/W/X combinations), 14 ``Mprotect``,
+  10 ``Munmap``, 14 ``Mremap`` (in place, ``MREMAP_MAYMOVE|MREMAP_FIXED``,
+  and ``|MREMAP_DONTUNMAP``), 14 ``Read``, 14 ``Write`` — over pages mostly in
+  the region, sometimes in the guards, one to four pages long, sometimes up to
+  the window's end;
+* 12 malformed calls (raw operations): unaligned addresses, zero lengths,
+  unaligned lengths, lengths past ``TASK_SIZE`` or wrapping around zero,
+  addresses past ``TASK_SIZE``, unknown or contradictory flags, bad ``prot``
+  bits, unaligned or ignored mmap offsets, ``mremap`` with ``old_len == 0``.
+
+Every generated operation satisfies :func:`~safemm.conformance.ops.confinement_error`
+by construction: ranges end inside the window, lengths are small or huge.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
+
+from .ops import (
+    FAR,
+    FAR2,
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_FIXED_NOREPLACE,
+    MAP_PRIVATE,
+    MAP_SHARED,
+    MAP_SHARED_VALIDATE,
+    MREMAP_DONTUNMAP,
+    MREMAP_FIXED,
+    MREMAP_MAYMOVE,
+    PAGE_SIZE,
+    PROT_EXEC,
+    PROT_GROWSDOWN,
+    PROT_GROWSUP,
+    PROT_NONE,
+    PROT_READ,
+    PROT_WRITE,
+    REGION_PAGES,
+    U64_MAX,
+    WINDOW_END_PAGE,
+    WINDOW_FIRST_PAGE,
+    WRAP,
+    Mmap,
+    Mprotect,
+    Mremap,
+    Munmap,
+    Op,
+    RawMmap,
+    RawMprotect,
+    RawMremap,
+    RawMunmap,
+    Read,
+    Write,
+)
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import DrawFn, SearchStrategy
+
+__all__ = [
+    "MAX_STEPS",
+    "Chooser",
+    "RandomChooser",
+    "generate_op",
+    "generate_sequence",
+    "ops",
+    "random_sequences",
+    "sequences",
+]
+
+MAX_STEPS: Final = 20
+"""The issue's target: sequences of up to 20 steps."""
+
+T = TypeVar("T")
+
+
+class Chooser(Protocol):
+    """A source of choices."""
+
+    def integer(self, lo: int, hi: int) -> int:
+        """An integer in ``[lo, hi]``; shrinks towards ``lo``."""
+        ...
+
+    def choice(self, options: Sequence[T]) -> T:
+        """One of ``options``; shrinks towards the first."""
+        ...
+
+
+class RandomChooser:
+    """Choices from a ``random.Random``.
+
+    Args:
+        rng: the generator (seed it for reproducible sequences).
+    """
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def integer(self, lo: int, hi: int) -> int:
+        """An integer in ``[lo, hi]``."""
+        return self.rng.randint(lo, hi)
+
+    def choice(self, options: Sequence[T]) -> T:
+        """One of ``options``."""
+        return options[self.rng.randrange(len(options))]
+
+
+_PROTS: Final = (
+    PROT_READ | PROT_WRITE,
+    PROT_NONE,
+    PROT_READ,
+    PROT_READ | PROT_EXEC,
+    PROT_WRITE,
+    PROT_EXEC,
+    PROT_READ | PROT_WRITE | PROT_EXEC,
+    PROT_WRITE | PROT_EXEC,
+)
+# MAP_FIXED_NOREPLACE mostly fails (EEXIST: the window starts fully mapped): 2 in 7.
+_MMAP_FLAGS: Final = (
+    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+    MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED,
+    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+    MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+    MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED,
+)
+_MREMAP_FLAGS: Final = (
+    0,
+    MREMAP_MAYMOVE | MREMAP_FIXED,
+    MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+)
+_OFFSETS: Final = (0, PAGE_SIZE - 1, 1, PAGE_SIZE // 2)
+_HUGE: Final = (FAR, FAR2, WRAP, U64_MAX)
+_FAR_ADDRS: Final = (FAR, FAR2)
+_BAD_MREMAP_FLAGS: Final = (
+    MREMAP_FIXED,
+    MREMAP_DONTUNMAP,
+    MREMAP_FIXED | MREMAP_DONTUNMAP,
+    0x8,
+    MREMAP_MAYMOVE | MREMAP_FIXED | 0x10,
+)
+_BAD_MMAP_FLAGS: Final = (
+    MAP_ANONYMOUS | MAP_FIXED,  # no mapping type
+    MAP_SHARED_VALIDATE | MAP_ANONYMOUS | MAP_FIXED,
+    MAP_PRIVATE | MAP_FIXED,  # not anonymous, fd -1
+)
+_BAD_MPROTECT_PROTS: Final = (
+    PROT_READ | 0x40,
+    PROT_READ | PROT_GROWSDOWN,
+    PROT_READ | PROT_GROWSUP,
+    PROT_GROWSDOWN | PROT_GROWSUP,
+)
+
+_Gen = Callable[[Chooser], Op]
+
+
+def _weighted(c: Chooser, table: Sequence[tuple[int, _Gen]]) -> Op:
+    pick = c.integer(0, sum(weight for weight, _ in table) - 1)
+    for weight, gen in table:
+        if pick < weight:
+            return gen(c)
+        pick -= weight
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _page(c: Chooser) -> int:
+    """A page of the region, or now and then of the whole window."""
+    if c.integer(0, 5) < 5:
+        return c.integer(0, REGION_PAGES - 1)
+    return c.integer(WINDOW_FIRST_PAGE, WINDOW_END_PAGE - 1)
+
+
+def _npages(c: Chooser, page: int, most: int = 4) -> int:
+    """A length for a range starting at ``page`` that ends inside the window."""
+    room = WINDOW_END_PAGE - page
+    if c.integer(0, 5) < 5:
+        return c.integer(1, min(most, room))
+    return c.integer(1, room)
+
+
+def _mmap(c: Chooser) -> Op:
+    page = _page(c)
+    return Mmap(page, _npages(c, page), c.choice(_PROTS), c.choice(_MMAP_FLAGS))
+
+
+def _mprotect(c: Chooser) -> Op:
+    page = _page(c)
+    return Mprotect(page, _npages(c, page), c.choice(_PROTS))
+
+
+def _munmap(c: Chooser) -> Op:
+    page = _page(c)
+    return Munmap(page, _npages(c, page))
+
+
+def _mremap(c: Chooser) -> Op:
+    flags = c.choice(_MREMAP_FLAGS)
+    old = _page(c)
+    room = WINDOW_END_PAGE - old
+    old_n = c.integer(1, min(4, room))
+    new_n = (
+        old_n if flags & MREMAP_DONTUNMAP and c.integer(0, 3) < 3 else c.integer(1, min(6, room))
+    )
+    new_page = None
+    if flags & MREMAP_FIXED:
+        new_page = min(_page(c), WINDOW_END_PAGE - new_n)
+    return Mremap(old, old_n, new_n, flags, new_page)
+
+
+def _read(c: Chooser) -> Op:
+    return Read(_page(c), c.choice(_OFFSETS))
+
+
+def _write(c: Chooser) -> Op:
+    return Write(_page(c), c.choice(_OFFSETS), c.integer(1, 255))
+
+
+# --- malformed calls ---------------------------------------------------------------
+
+
+def _unaligned_addr(c: Chooser) -> Op:
+    page = min(_page(c), WINDOW_END_PAGE - 2)
+    addr = page * PAGE_SIZE + c.choice((1, PAGE_SIZE // 2, PAGE_SIZE - 1))
+    length = PAGE_SIZE
+    match c.integer(0, 4):
+        case 0:
+            return RawMunmap(addr, length)
+        case 1:
+            return RawMprotect(addr, length, c.choice(_PROTS))
+        case 2:
+            return RawMmap(addr, length, c.choice(_PROTS), c.choice(_MMAP_FLAGS))
+        case 3:
+            return RawMremap(addr, length, length)
+        case _:
+            return RawMremap(page * PAGE_SIZE, length, length, MREMAP_MAYMOVE | MREMAP_FIXED, addr)
+
+
+def _zero_length(c: Chooser) -> Op:
+    addr = _page(c) * PAGE_SIZE
+    match c.integer(0, 3):
+        case 0:
+            return RawMunmap(addr, 0)
+        case 1:
+            return RawMprotect(addr, 0, c.choice(_PROTS))
+        case 2:
+            return RawMmap(addr, 0, c.choice(_PROTS), c.choice(_MMAP_FLAGS))
+        case _:
+            return RawMremap(addr, PAGE_SIZE, 0, c.choice(_MREMAP_FLAGS), addr)
+
+
+def _huge_length(c: Chooser) -> Op:
+    page = _page(c)
+    addr = page * PAGE_SIZE
+    huge = c.choice(_HUGE)
+    match c.integer(0, 5):
+        case 0:
+            return RawMunmap(addr, huge)
+        case 1:
+            return RawMprotect(addr, huge, c.choice(_PROTS))
+        case 2:
+            return RawMmap(addr, huge, c.choice(_PROTS), c.choice(_MMAP_FLAGS))
+        case 3:
+            return RawMremap(addr, huge, PAGE_SIZE)
+        case 4:
+            target = min(_page(c), WINDOW_END_PAGE - 1) * PAGE_SIZE
+            return RawMremap(addr, huge, PAGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, target)
+        case _:
+            return RawMremap(addr, PAGE_SIZE, huge)
+
+
+def _far_addr(c: Chooser) -> Op:
+    far = c.choice(_FAR_ADDRS)
+    match c.integer(0, 5):
+        case 0:
+            return RawMunmap(far, PAGE_SIZE)
+        case 1:
+            return RawMprotect(far, PAGE_SIZE, c.choice(_PROTS))
+        case 2:
+            return RawMmap(far, PAGE_SIZE, c.choice(_PROTS), c.choice(_MMAP_FLAGS))
+        case 3:
+            return RawMremap(far, PAGE_SIZE, PAGE_SIZE)
+        case 4:
+            addr = _page(c) * PAGE_SIZE
+            return RawMremap(addr, PAGE_SIZE, PAGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, far)
+        case _:
+            # new_addr without MREMAP_FIXED: ignored by old kernels, range-checked by new ones
+            addr = _page(c) * PAGE_SIZE
+            return RawMremap(addr, PAGE_SIZE, PAGE_SIZE, 0, far)
+
+
+def _bad_flags(c: Chooser) -> Op:
+    page = _page(c)
+    addr = page * PAGE_SIZE
+    match c.integer(0, 4):
+        case 0:
+            target = min(_page(c), WINDOW_END_PAGE - 1) * PAGE_SIZE
+            return RawMremap(addr, PAGE_SIZE, PAGE_SIZE, c.choice(_BAD_MREMAP_FLAGS), target)
+        case 1:
+            return RawMmap(addr, PAGE_SIZE, c.choice(_PROTS), c.choice(_BAD_MMAP_FLAGS))
+        case 2:
+            return RawMmap(
+                addr, PAGE_SIZE, c.choice(_PROTS), c.choice(_MMAP_FLAGS), c.choice((1, PAGE_SIZE))
+            )
+        case 3:
+            return RawMprotect(addr, PAGE_SIZE, c.choice(_BAD_MPROTECT_PROTS))
+        case _:
+            return RawMmap(addr, PAGE_SIZE, PROT_READ | 0x40, c.choice(_MMAP_FLAGS))
+
+
+def _unaligned_length(c: Chooser) -> Op:
+    page = min(_page(c), WINDOW_END_PAGE - 2)
+    room = WINDOW_END_PAGE - page
+    npages = c.integer(1, min(3, room - 1))
+    length = npages * PAGE_SIZE + c.choice((1, -1, PAGE_SIZE // 2))
+    addr = page * PAGE_SIZE
+    match c.integer(0, 3):
+        case 0:
+            return RawMunmap(addr, length)
+        case 1:
+            return RawMprotect(addr, length, c.choice(_PROTS))
+        case 2:
+            return RawMmap(addr, length, c.choice(_PROTS), c.choice(_MMAP_FLAGS))
+        case _:
+            return RawMremap(addr, PAGE_SIZE, length)
+
+
+def _old_len_zero(c: Chooser) -> Op:
+    page = _page(c)
+    npages = _npages(c, page, most=2)
+    if c.integer(0, 1) == 0:
+        return RawMremap(page * PAGE_SIZE, 0, npages * PAGE_SIZE)
+    target = min(_page(c), WINDOW_END_PAGE - npages) * PAGE_SIZE
+    return RawMremap(
+        page * PAGE_SIZE, 0, npages * PAGE_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, target
+    )
+
+
+def _malformed(c: Chooser) -> Op:
+    return _weighted(
+        c,
+        (
+            (3, _unaligned_addr),
+            (2, _zero_length),
+            (3, _unaligned_length),
+            (3, _huge_length),
+            (2, _far_addr),
+            (3, _bad_flags),
+            (1, _old_len_zero),
+        ),
+    )
+
+
+_KINDS: Final[tuple[tuple[int, _Gen], ...]] = (
+    (22, _mmap),
+    (14, _mprotect),
+    (10, _munmap),
+    (14, _mremap),
+    (14, _read),
+    (14, _write),
+    (12, _malformed),
+)
+
+
+def generate_op(c: Chooser) -> Op:
+    """One operation (see the module docstring for the mix)."""
+    return _weighted(c, _KINDS)
+
+
+def generate_sequence(c: Chooser, max_steps: int = MAX_STEPS) -> list[Op]:
+    """A sequence of 1 to ``max_steps`` operations."""
+    return [generate_op(c) for _ in range(c.integer(1, max_steps))]
+
+
+def random_sequences(n: int, seed: int, max_steps: int = MAX_STEPS) -> Iterator[list[Op]]:
+    """``n`` sequences from ``random.Random(seed)``: the same ones for the same seed."""
+    chooser = RandomChooser(random.Random(seed))
+    for _ in range(n):
+        yield generate_sequence(chooser, max_steps)
+
+
+class _DrawChooser:
+    def __init__(self, draw: DrawFn) -> None:
+        self.draw = draw
+
+    def integer(self, lo: int, hi: int) -> int:
+        from hypothesis import strategies as st
+
+        return self.draw(st.integers(lo, hi))
+
+    def choice(self, options: Sequence[T]) -> T:
+        from hypothesis import strategies as st
+
+        return self.draw(st.sampled_from(options))
+
+
+def ops() -> SearchStrategy[Op]:
+    """A hypothesis strategy for one operation (needs hypothesis installed)."""
+    from hypothesis import strategies as st
+
+    def draw_op(draw: DrawFn) -> Op:
+        return generate_op(_DrawChooser(draw))
+
+    return st.composite(draw_op)()
+
+
+def sequences(max_steps: int = MAX_STEPS) -> SearchStrategy[list[Op]]:
+    """A hypothesis strategy for sequences of up to ``max_steps`` operations."""
+    from hypothesis import strategies as st
+
+    return st.lists(ops(), max_size=max_steps)

@@ -1,0 +1,730 @@
+"""The operation vocabulary of the differential conformance suite.
+
+Every operation names its arguments *relative to the region*: page 0 is the first
+page of the 16-page region, pages ``-GUARD_PAGES .. -1`` and ``REGION_PAGES ..
+REGION_PAGES + GUARD_PAGES - 1`` are the PROT_NONE guards around it, and together
+they form the *window* ``[WINDOW_FIRST_PAGE, WINDOW_END_PAGE)``. Each side (the real
+kernel, the model) places the window at an address of its own and turns an
+operation into absolute system-call arguments with :meth:`call`, so the same
+sequence replays unchanged on both.
+
+Two families of operations:
+
+* page-level ones (:class:`Mmap`, :class:`Munmap`, :class:`Mprotect`,
+  :class:`Mremap`, :class:`Read`, :class:`Write`): well-formed calls on whole
+  pages of the window;
+* raw ones (:class:`RawMmap`, :class:`RawMunmap`, :class:`RawMprotect`,
+  :class:`RawMremap`): byte-level arguments for malformed calls — unaligned
+  addresses, zero, unaligned or huge lengths, addresses past ``TASK_SIZE``,
+  unknown flags. Their ``addr`` fields are byte offsets from the region's page 0;
+  an offset of :data:`FAR` or more lands past ``TASK_SIZE`` on every 64-bit
+  architecture wherever the window is.
+
+Arguments are reduced modulo 2**64 (the kernel's ``unsigned long``), so a length
+such as :data:`WRAP` overflows ``addr + len`` on both sides alike.
+
+Not every argument list may be run on the real kernel: a ``MAP_FIXED`` mmap
+whose length runs past the window would replace whatever the helper process has
+mapped there. :func:`confinement_error` states the rule (mirrored in
+``executor.c``, which enforces it): every range a call could map, unmap or
+protect lies inside the window, unless the kernel must refuse the call because
+of that very argument.
+
+The constants are the asm-generic Linux values (x86-64, arm64, riscv64, ...);
+``executor.c`` asserts them at compile time. ``repr()`` of an operation is a
+Python expression over the names exported here, so a shrunk failing sequence
+can be pasted into a regression test as it is printed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, TypeAlias
+
+from typing_extensions import override
+
+__all__ = [
+    "FAR",
+    "FAR2",
+    "GUARD_PAGES",
+    "MAP_ANONYMOUS",
+    "MAP_FIXED",
+    "MAP_FIXED_NOREPLACE",
+    "MAP_PRIVATE",
+    "MAP_SHARED",
+    "MAP_SHARED_VALIDATE",
+    "MOAT_PAGES",
+    "MREMAP_DONTUNMAP",
+    "MREMAP_FIXED",
+    "MREMAP_MAYMOVE",
+    "PAGE_SIZE",
+    "PROT_EXEC",
+    "PROT_GROWSDOWN",
+    "PROT_GROWSUP",
+    "PROT_NONE",
+    "PROT_READ",
+    "PROT_WRITE",
+    "REGION_PAGES",
+    "U64_MAX",
+    "WINDOW_END_PAGE",
+    "WINDOW_FIRST_PAGE",
+    "WRAP",
+    "Call",
+    "Mmap",
+    "MmapCall",
+    "Mprotect",
+    "MprotectCall",
+    "Mremap",
+    "MremapCall",
+    "Munmap",
+    "MunmapCall",
+    "Op",
+    "RawMmap",
+    "RawMprotect",
+    "RawMremap",
+    "RawMunmap",
+    "Read",
+    "ReadCall",
+    "Write",
+    "WriteCall",
+    "confinement_error",
+    "format_sequence",
+    "is_confined",
+]
+
+PAGE_SIZE: Final = 4096
+"""The page size the suite is written for; other page sizes are skipped."""
+REGION_PAGES: Final = 16
+"""Pages in the region proper (pages ``0 .. 15``)."""
+GUARD_PAGES: Final = 2
+"""PROT_NONE guard pages on each side of the region, inside the window."""
+MOAT_PAGES: Final = 16
+"""Unmapped pages on each side of the window (real kernel only; see executor.c)."""
+WINDOW_FIRST_PAGE: Final = -GUARD_PAGES
+"""First page of the window, relative to the region."""
+WINDOW_END_PAGE: Final = REGION_PAGES + GUARD_PAGES
+"""One past the last page of the window, relative to the region."""
+
+PROT_NONE: Final = 0x0
+PROT_READ: Final = 0x1
+PROT_WRITE: Final = 0x2
+PROT_EXEC: Final = 0x4
+PROT_GROWSDOWN: Final = 0x01000000
+PROT_GROWSUP: Final = 0x02000000
+
+MAP_SHARED: Final = 0x01
+MAP_PRIVATE: Final = 0x02
+MAP_SHARED_VALIDATE: Final = 0x03
+MAP_FIXED: Final = 0x10
+MAP_ANONYMOUS: Final = 0x20
+MAP_FIXED_NOREPLACE: Final = 0x100000
+_MAP_TYPE: Final = 0x0F
+
+MREMAP_MAYMOVE: Final = 1
+MREMAP_FIXED: Final = 2
+MREMAP_DONTUNMAP: Final = 4
+
+FAR: Final = 1 << 62
+"""An address offset or length past ``TASK_SIZE`` on every 64-bit Linux."""
+FAR2: Final = 1 << 63
+"""Another one, with the top bit set."""
+WRAP: Final = (1 << 64) - PAGE_SIZE
+"""A page-aligned length that makes ``addr + len`` wrap around zero."""
+U64_MAX: Final = (1 << 64) - 1
+"""A length that ``PAGE_ALIGN`` rounds to zero."""
+
+_U64: Final = 1 << 64
+
+
+def _u64(value: int) -> int:
+    return value % _U64
+
+
+def _page_align(length: int) -> int:
+    """``PAGE_ALIGN`` on an ``unsigned long``: wraps to a small value."""
+    return _u64(length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+
+
+# --- formatting -------------------------------------------------------------
+
+_NAMED_INTS: Final[dict[int, str]] = {
+    FAR: "FAR",
+    FAR2: "FAR2",
+    WRAP: "WRAP",
+    U64_MAX: "U64_MAX",
+}
+
+
+def _fmt_int(value: int) -> str:
+    if value in _NAMED_INTS:
+        return _NAMED_INTS[value]
+    if -PAGE_SIZE < value < PAGE_SIZE:
+        return str(value)
+    return f"-{-value:#x}" if value < 0 else f"{value:#x}"
+
+
+def _fmt_bits(value: int, names: tuple[tuple[int, str], ...], zero: str) -> str:
+    parts = [name for bit, name in names if value & bit]
+    rest = value & ~sum(bit for bit, _ in names)
+    if rest:
+        parts.append(f"{rest:#x}")
+    return " | ".join(parts) if parts else zero
+
+
+def format_prot(prot: int) -> str:
+    """Render a ``prot`` argument as an expression over the PROT_* names."""
+    names = (
+        (PROT_READ, "PROT_READ"),
+        (PROT_WRITE, "PROT_WRITE"),
+        (PROT_EXEC, "PROT_EXEC"),
+        (PROT_GROWSDOWN, "PROT_GROWSDOWN"),
+        (PROT_GROWSUP, "PROT_GROWSUP"),
+    )
+    return _fmt_bits(prot, names, "PROT_NONE")
+
+
+def format_map_flags(flags: int) -> str:
+    """Render mmap ``flags`` as an expression over the MAP_* names."""
+    types = {
+        MAP_SHARED: "MAP_SHARED",
+        MAP_PRIVATE: "MAP_PRIVATE",
+        MAP_SHARED_VALIDATE: "MAP_SHARED_VALIDATE",
+    }
+    parts = []
+    kind = flags & _MAP_TYPE
+    if kind in types:
+        parts.append(types[kind])
+        flags &= ~_MAP_TYPE
+    rest = _fmt_bits(
+        flags,
+        (
+            (MAP_ANONYMOUS, "MAP_ANONYMOUS"),
+            (MAP_FIXED, "MAP_FIXED"),
+            (MAP_FIXED_NOREPLACE, "MAP_FIXED_NOREPLACE"),
+        ),
+        "",
+    )
+    if rest:
+        parts.append(rest)
+    return " | ".join(parts) if parts else "0"
+
+
+def format_mremap_flags(flags: int) -> str:
+    """Render mremap ``flags`` as an expression over the MREMAP_* names."""
+    names = (
+        (MREMAP_MAYMOVE, "MREMAP_MAYMOVE"),
+        (MREMAP_FIXED, "MREMAP_FIXED"),
+        (MREMAP_DONTUNMAP, "MREMAP_DONTUNMAP"),
+    )
+    return _fmt_bits(flags, names, "0")
+
+
+# --- absolute calls -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MmapCall:
+    """``mmap(addr, length, prot, flags, fd, offset)`` with absolute arguments."""
+
+    addr: int
+    length: int
+    prot: int
+    flags: int
+    fd: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class MunmapCall:
+    """``munmap(addr, length)`` with absolute arguments."""
+
+    addr: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class MprotectCall:
+    """``mprotect(addr, length, prot)`` with absolute arguments."""
+
+    addr: int
+    length: int
+    prot: int
+
+
+@dataclass(frozen=True, slots=True)
+class MremapCall:
+    """``mremap(old_addr, old_len, new_len, flags, new_addr)``; ``new_addr`` None is 0."""
+
+    old_addr: int
+    old_len: int
+    new_len: int
+    flags: int
+    new_addr: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadCall:
+    """A one-byte load from ``addr``."""
+
+    addr: int
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCall:
+    """A one-byte store of ``byte`` to ``addr``."""
+
+    addr: int
+    byte: int
+
+
+Call: TypeAlias = MmapCall | MunmapCall | MprotectCall | MremapCall | ReadCall | WriteCall
+"""One system call or access, with the absolute arguments a side executes."""
+
+
+def _page_addr(base: int, page: int) -> int:
+    return _u64(base + page * PAGE_SIZE)
+
+
+class _Shrinkable:
+    """Base of the operations: the shrinker's view of them."""
+
+    __slots__ = ()
+
+    def _candidates(self) -> list[Op]:
+        return []
+
+    def simpler(self) -> list[Op]:
+        """Simpler variants of this operation (fewer pages, nearer page 0, fewer
+        permission bits) that still stay inside the window, for the shrinker.
+        Each one is strictly smaller in the sum of the absolute values of its
+        integer fields, so repeated simplification terminates."""
+        return [op for op in self._candidates() if is_confined(op)]
+
+
+# --- page-level operations ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Mmap(_Shrinkable):
+    """``mmap`` of ``npages`` pages at region page ``page`` (anonymous, fd -1)."""
+
+    page: int
+    npages: int
+    prot: int
+    flags: int
+
+    def call(self, base: int) -> MmapCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MmapCall(
+            _page_addr(base, self.page), self.npages * PAGE_SIZE, self.prot, self.flags, -1, 0
+        )
+
+    @override
+    def _candidates(self) -> list[Op]:
+        return [
+            *_fewer_pages(self.npages, lambda n: Mmap(self.page, n, self.prot, self.flags)),
+            *_towards_zero(self.page, lambda p: Mmap(p, self.npages, self.prot, self.flags)),
+            *_fewer_bits(self.prot, lambda p: Mmap(self.page, self.npages, p, self.flags)),
+        ]
+
+    @override
+    def __repr__(self) -> str:
+        return (
+            f"Mmap(page={self.page}, npages={self.npages}, prot={format_prot(self.prot)}, "
+            f"flags={format_map_flags(self.flags)})"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Munmap(_Shrinkable):
+    """``munmap`` of ``npages`` pages at region page ``page``."""
+
+    page: int
+    npages: int
+
+    def call(self, base: int) -> MunmapCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MunmapCall(_page_addr(base, self.page), self.npages * PAGE_SIZE)
+
+    @override
+    def _candidates(self) -> list[Op]:
+        return [
+            *_fewer_pages(self.npages, lambda n: Munmap(self.page, n)),
+            *_towards_zero(self.page, lambda p: Munmap(p, self.npages)),
+        ]
+
+    @override
+    def __repr__(self) -> str:
+        return f"Munmap(page={self.page}, npages={self.npages})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Mprotect(_Shrinkable):
+    """``mprotect`` of ``npages`` pages at region page ``page``."""
+
+    page: int
+    npages: int
+    prot: int
+
+    def call(self, base: int) -> MprotectCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MprotectCall(_page_addr(base, self.page), self.npages * PAGE_SIZE, self.prot)
+
+    @override
+    def _candidates(self) -> list[Op]:
+        return [
+            *_fewer_pages(self.npages, lambda n: Mprotect(self.page, n, self.prot)),
+            *_towards_zero(self.page, lambda p: Mprotect(p, self.npages, self.prot)),
+            *_fewer_bits(self.prot, lambda p: Mprotect(self.page, self.npages, p)),
+        ]
+
+    @override
+    def __repr__(self) -> str:
+        return f"Mprotect(page={self.page}, npages={self.npages}, prot={format_prot(self.prot)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Mremap(_Shrinkable):
+    """``mremap`` of ``old_npages`` pages at ``old_page`` to ``new_npages`` pages.
+
+    ``new_page`` is the target for ``MREMAP_FIXED`` and None otherwise (the call
+    then passes ``new_addr=None``, i.e. 0).
+    """
+
+    old_page: int
+    old_npages: int
+    new_npages: int
+    flags: int = 0
+    new_page: int | None = None
+
+    def call(self, base: int) -> MremapCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        new_addr = None if self.new_page is None else _page_addr(base, self.new_page)
+        return MremapCall(
+            _page_addr(base, self.old_page),
+            self.old_npages * PAGE_SIZE,
+            self.new_npages * PAGE_SIZE,
+            self.flags,
+            new_addr,
+        )
+
+    @override
+    def _candidates(self) -> list[Op]:
+        out: list[Op] = [
+            *_fewer_pages(
+                self.old_npages,
+                lambda n: Mremap(self.old_page, n, self.new_npages, self.flags, self.new_page),
+            ),
+            *_fewer_pages(
+                self.new_npages,
+                lambda n: Mremap(self.old_page, self.old_npages, n, self.flags, self.new_page),
+            ),
+            *_towards_zero(
+                self.old_page,
+                lambda p: Mremap(p, self.old_npages, self.new_npages, self.flags, self.new_page),
+            ),
+        ]
+        if self.new_page is not None:
+            out += _towards_zero(
+                self.new_page,
+                lambda p: Mremap(self.old_page, self.old_npages, self.new_npages, self.flags, p),
+            )
+        return out
+
+    @override
+    def __repr__(self) -> str:
+        tail = "" if self.new_page is None else f", new_page={self.new_page}"
+        return (
+            f"Mremap(old_page={self.old_page}, old_npages={self.old_npages}, "
+            f"new_npages={self.new_npages}, flags={format_mremap_flags(self.flags)}{tail})"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Read(_Shrinkable):
+    """A one-byte load from byte ``offset`` of region page ``page``."""
+
+    page: int
+    offset: int = 0
+
+    def call(self, base: int) -> ReadCall:
+        """The absolute access for a region whose page 0 is at ``base``."""
+        return ReadCall(_u64(_page_addr(base, self.page) + self.offset))
+
+    @override
+    def _candidates(self) -> list[Op]:
+        return [
+            *_towards_zero(self.offset, lambda o: Read(self.page, o)),
+            *_towards_zero(self.page, lambda p: Read(p, self.offset)),
+        ]
+
+    @override
+    def __repr__(self) -> str:
+        return f"Read(page={self.page}, offset={_fmt_int(self.offset)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Write(_Shrinkable):
+    """A one-byte store of ``byte`` to byte ``offset`` of region page ``page``."""
+
+    page: int
+    offset: int
+    byte: int
+
+    def call(self, base: int) -> WriteCall:
+        """The absolute access for a region whose page 0 is at ``base``."""
+        return WriteCall(_u64(_page_addr(base, self.page) + self.offset), self.byte)
+
+    @override
+    def _candidates(self) -> list[Op]:
+        out: list[Op] = [
+            *_towards_zero(self.offset, lambda o: Write(self.page, o, self.byte)),
+            *_towards_zero(self.page, lambda p: Write(p, self.offset, self.byte)),
+        ]
+        if self.byte != 1:
+            out.append(Write(self.page, self.offset, 1))
+        return out
+
+    @override
+    def __repr__(self) -> str:
+        return f"Write(page={self.page}, offset={_fmt_int(self.offset)}, byte={self.byte:#04x})"
+
+
+# --- raw (byte-level) operations -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RawMmap(_Shrinkable):
+    """``mmap`` with byte-level arguments; ``addr`` is an offset from region page 0."""
+
+    addr: int
+    length: int
+    prot: int
+    flags: int
+    offset: int = 0
+    fd: int = -1
+
+    def call(self, base: int) -> MmapCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MmapCall(
+            _u64(base + self.addr),
+            _u64(self.length),
+            self.prot,
+            self.flags,
+            self.fd,
+            _u64(self.offset),
+        )
+
+    @override
+    def __repr__(self) -> str:
+        tail = "" if self.offset == 0 else f", offset={_fmt_int(self.offset)}"
+        tail += "" if self.fd == -1 else f", fd={self.fd}"
+        return (
+            f"RawMmap(addr={_fmt_int(self.addr)}, length={_fmt_int(self.length)}, "
+            f"prot={format_prot(self.prot)}, flags={format_map_flags(self.flags)}{tail})"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RawMunmap(_Shrinkable):
+    """``munmap`` with byte-level arguments; ``addr`` is an offset from region page 0."""
+
+    addr: int
+    length: int
+
+    def call(self, base: int) -> MunmapCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MunmapCall(_u64(base + self.addr), _u64(self.length))
+
+    @override
+    def __repr__(self) -> str:
+        return f"RawMunmap(addr={_fmt_int(self.addr)}, length={_fmt_int(self.length)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RawMprotect(_Shrinkable):
+    """``mprotect`` with byte-level arguments; ``addr`` is an offset from region page 0."""
+
+    addr: int
+    length: int
+    prot: int
+
+    def call(self, base: int) -> MprotectCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MprotectCall(_u64(base + self.addr), _u64(self.length), self.prot)
+
+    @override
+    def __repr__(self) -> str:
+        return (
+            f"RawMprotect(addr={_fmt_int(self.addr)}, length={_fmt_int(self.length)}, "
+            f"prot={format_prot(self.prot)})"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RawMremap(_Shrinkable):
+    """``mremap`` with byte-level arguments; addresses are offsets from region page 0."""
+
+    old_addr: int
+    old_len: int
+    new_len: int
+    flags: int = 0
+    new_addr: int | None = None
+
+    def call(self, base: int) -> MremapCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        new_addr = None if self.new_addr is None else _u64(base + self.new_addr)
+        return MremapCall(
+            _u64(base + self.old_addr),
+            _u64(self.old_len),
+            _u64(self.new_len),
+            self.flags,
+            new_addr,
+        )
+
+    @override
+    def __repr__(self) -> str:
+        tail = "" if self.new_addr is None else f", new_addr={_fmt_int(self.new_addr)}"
+        return (
+            f"RawMremap(old_addr={_fmt_int(self.old_addr)}, old_len={_fmt_int(self.old_len)}, "
+            f"new_len={_fmt_int(self.new_len)}, flags={format_mremap_flags(self.flags)}{tail})"
+        )
+
+
+Op: TypeAlias = (
+    Mmap
+    | Munmap
+    | Mprotect
+    | Mremap
+    | Read
+    | Write
+    | RawMmap
+    | RawMunmap
+    | RawMprotect
+    | RawMremap
+)
+"""One step of a sequence."""
+
+
+def format_sequence(ops: list[Op] | tuple[Op, ...], indent: str = "    ") -> str:
+    """Render a sequence as a Python list literal, one operation per line."""
+    if not ops:
+        return "[]"
+    body = "".join(f"{indent}{op!r},\n" for op in ops)
+    return f"[\n{body}]"
+
+
+# --- shrinking helpers ------------------------------------------------------------
+
+_Make: TypeAlias = Callable[[int], Op]
+
+
+def _fewer_pages(npages: int, make: _Make) -> list[Op]:
+    if npages <= 1:
+        return []
+    return [make(1)] if npages == 2 else [make(1), make(npages - 1)]
+
+
+def _towards_zero(value: int, make: _Make) -> list[Op]:
+    if value == 0:
+        return []
+    step = value - 1 if value > 0 else value + 1
+    return [make(0)] if step == 0 else [make(0), make(step)]
+
+
+def _fewer_bits(bits: int, make: _Make) -> list[Op]:
+    return [make(bits & ~bit) for bit in (PROT_EXEC, PROT_WRITE, PROT_READ) if bits & bit]
+
+
+# --- the confinement rule ----------------------------------------------------------
+
+
+_NOMINAL_BASE: Final = 1 << 40
+
+
+def is_confined(op: Op) -> bool:
+    """Whether ``op`` satisfies :func:`confinement_error` (wherever the window is)."""
+    lo = _NOMINAL_BASE + WINDOW_FIRST_PAGE * PAGE_SIZE
+    hi = _NOMINAL_BASE + WINDOW_END_PAGE * PAGE_SIZE
+    return confinement_error(op.call(_NOMINAL_BASE), lo, hi) is None
+
+
+def confinement_error(call: Call, window_lo: int, window_hi: int) -> str | None:
+    """Why ``call`` may not run on the real kernel, or None if it may.
+
+    Mirrors ``executor.c``, which enforces the same rule. A call may run if every
+    range it could map, unmap, move or protect lies inside ``[window_lo,
+    window_hi)``, or if the kernel must refuse it because of that argument:
+    an unaligned or far address (``>= FAR``), a zero length, or a huge length
+    (``>= FAR``). Address arguments must be inside the window or far, length
+    arguments at most the window's size or huge. mmap needs ``MAP_FIXED`` or
+    ``MAP_FIXED_NOREPLACE`` and fd -1; mremap may not let the kernel choose the
+    target (``MREMAP_MAYMOVE`` without ``MREMAP_FIXED``). A huge mprotect is
+    allowed from inside the window: it stops at the first unmapped page, and the
+    window is surrounded by unmapped moats.
+
+    Args:
+        call: the absolute call.
+        window_lo: first byte of the window.
+        window_hi: one past its last byte.
+
+    Returns:
+        A reason string, or None when the call is confined.
+    """
+    size = window_hi - window_lo
+
+    def addr_ok(a: int) -> bool:
+        return window_lo <= a <= window_hi or a >= FAR
+
+    def len_ok(n: int) -> bool:
+        return n <= size or n >= FAR
+
+    def range_ok(a: int, n: int) -> bool:
+        if a >= FAR or a % PAGE_SIZE or n == 0 or n >= FAR:
+            return True
+        return window_lo <= a <= window_hi and _page_align(n) <= window_hi - a
+
+    match call:
+        case MmapCall(addr, length, prot, flags, fd, _):
+            known = MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE
+            if not flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+                return "mmap without MAP_FIXED or MAP_FIXED_NOREPLACE"
+            if flags & ~known:
+                return "mmap flag outside the allowed set"
+            if not 0 <= prot <= 0xFF:
+                return "mmap prot outside 0..0xff"
+            if fd != -1:
+                return "mmap with a file descriptor"
+            if not (addr_ok(addr) and len_ok(length) and range_ok(addr, length)):
+                return "mmap range not confined to the window"
+            return None
+        case MunmapCall(addr, length):
+            if not (addr_ok(addr) and len_ok(length) and range_ok(addr, length)):
+                return "munmap range not confined to the window"
+            return None
+        case MprotectCall(addr, length, _):
+            if not (addr_ok(addr) and len_ok(length)):
+                return "mprotect range not confined to the window"
+            if length < FAR and not range_ok(addr, length):
+                return "mprotect range not confined to the window"
+            return None
+        case MremapCall(old, old_len, new_len, flags, new_addr):
+            if flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP):
+                return None
+            if flags & (MREMAP_FIXED | MREMAP_DONTUNMAP) and not flags & MREMAP_MAYMOVE:
+                return None
+            if flags & MREMAP_MAYMOVE and not flags & MREMAP_FIXED:
+                return "mremap may move to an address of the kernel's choice"
+            if not (addr_ok(old) and len_ok(old_len) and len_ok(new_len)):
+                return "mremap range not confined to the window"
+            if not range_ok(old, max(old_len, new_len)):
+                return "mremap source range not confined to the window"
+            target = 0 if new_addr is None else new_addr
+            if flags & MREMAP_FIXED and not (addr_ok(target) and range_ok(target, new_len)):
+                return "mremap target range not confined to the window"
+            return None
+        case ReadCall(addr) | WriteCall(addr, _):
+            if not window_lo <= addr < window_hi:
+                return "access outside the window"
+            return None

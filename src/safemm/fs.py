@@ -1,0 +1,14 @@
+"""Driver hooks: :class:`FileOperations` (file hooks), :class:`File` (an open file and its
+per-open ``private_data``), :class:`VmOperations` (per-VMA hooks: open, close, fault,
+may_split, mremap), :class:`VmFault`, and :class:`AddressSpace` (``unmap_mapping_range``)."""
+
+from __future__ import annotations
+
+from ._fs import AddressSpace as AddressSpace
+from ._fs import File as File
+from ._fs import FileOperations as FileOperations
+from ._fs import VmFault as VmFault
+from ._fs import VmFaultReason as VmFaultReason
+from ._fs import VmOperations as VmOperations
+
+__all__ = ["AddressSpace", "File", "FileOperations", "VmFault", "VmFaultReason", "VmOperations"]
