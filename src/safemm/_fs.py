@@ -16,7 +16,7 @@ from typing_extensions import override
 
 from . import _virt
 from ._page import Page
-from ._scope import _TOKEN, HookCall, Scope, check_token, running_kernel, stale
+from ._scope import _TOKEN, HookCall, SafeObject, Scope, _Token, check_token, running_kernel, stale
 from .model import fs as _rawfs
 from .model import memory as _memory
 from .model.errors import KernelError
@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 
 @final
-class AddressSpace:
+class AddressSpace(SafeObject):
     """A file's ``address_space``: its ``i_mmap`` knows every VMA, in every process, that
     maps the file, wherever split, mremap or fork moved it.
 
@@ -45,7 +45,7 @@ class AddressSpace:
 
     __slots__ = ("_mapping",)
 
-    def __init__(self, _key: object, mapping: _RawMapping) -> None:
+    def __init__(self, _key: _Token, mapping: _RawMapping) -> None:
         check_token(_key, "AddressSpace")
         self._mapping = mapping
 
@@ -88,7 +88,7 @@ def _nonneg(name: str, value: object) -> int:
 
 
 @final
-class File(Generic[P]):
+class File(SafeObject, Generic[P]):
     """An open file, as a driver hook sees it: valid for the duration of that hook.
 
     Invariant: wraps a file that is open (not yet released); ``private_data`` is either None
@@ -97,7 +97,7 @@ class File(Generic[P]):
 
     __slots__ = ("_file", "_ops", "_scope")
 
-    def __init__(self, _key: object, file: _RawFile, scope: Scope, ops: FileOperations[P]) -> None:
+    def __init__(self, _key: _Token, file: _RawFile, scope: Scope, ops: FileOperations[P]) -> None:
         check_token(_key, "File")
         self._file = file
         self._scope = scope
@@ -232,7 +232,7 @@ class VmFaultReason(enum.Enum):
 
 
 @final
-class VmFault(Generic[T]):
+class VmFault(SafeObject, Generic[T]):
     """A page fault in one of the driver's VMAs (``struct vm_fault``), valid during ``->fault``.
 
     Invariant: the faulting task holds the mmap read lock (a VMA without ``->map_pages`` is
@@ -241,7 +241,7 @@ class VmFault(Generic[T]):
 
     __slots__ = ("_raw", "vma")
 
-    def __init__(self, _key: object, raw: _RawFault, vma: _virt.VmAreaOwnedRef[T]) -> None:
+    def __init__(self, _key: _Token, raw: _RawFault, vma: _virt.VmAreaOwnedRef[T]) -> None:
         check_token(_key, "VmFault")
         self._raw = raw
         #: The faulting VMA, with typed access to the driver's private data.
@@ -324,7 +324,8 @@ class VmOperations(Generic[T]):
             return HookCall(kernel, f"{name}->{hook}", f"{name}->{hook} returned", **kw), hook
 
         def open_(v: Vma) -> None:
-            call, _ = wrap("open", v)
+            # A split piece or mremap copy gets ->open before it is linked into the tree.
+            call, _ = wrap("open", v, detached_ok=True)
             with call as scope:
                 self.open(_virt.make_owned(self, v, scope))
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Self, final
 from typing_extensions import deprecated, override
 
 from . import _virt
-from ._scope import _TOKEN, Scope, check_token, stale
+from ._scope import _TOKEN, SafeObject, Scope, _Token, check_token, stale
 from .model import fork as _fork
 from .model import mmap_lock as _ml
 from .model.errors import StaleReferenceError
@@ -41,7 +41,7 @@ def _int(name: str, value: object) -> int:
     return value
 
 
-class Mm:
+class Mm(SafeObject):
     """An ``mm_struct`` known to be allocated: holds (or borrows) an ``mm_count`` reference.
 
     Invariant: the ``mm_struct`` is not freed while this handle is valid; its address space
@@ -52,7 +52,7 @@ class Mm:
 
     __slots__ = ("__weakref__", "_kind", "_mm", "_released", "_scope")
 
-    def __init__(self, _key: object, mm: MmStruct, kind: int, scope: Scope | None) -> None:
+    def __init__(self, _key: _Token, mm: MmStruct, kind: int, scope: Scope | None) -> None:
         check_token(_key, type(self).__name__)
         self._mm = mm
         self._kind = kind
@@ -92,6 +92,8 @@ class Mm:
         return self._live() is other._live()
 
     def __del__(self) -> None:
+        if not hasattr(self, "_released"):  # the constructor refused (no token)
+            return
         if self._kind != _BORROWED and not self._released:
             what = {_COUNT: "mm_count (mmgrab)", _USERS: "mm_users", _ASYNC: "mm_users"}
             self._mm.kernel.leak(
@@ -105,6 +107,26 @@ class Mm:
         kind = {_BORROWED: "borrowed", _COUNT: "mmgrab", _USERS: "mmget", _ASYNC: "mmget"}
         return f"<{type(self).__name__} mm={self._mm.id} {kind[self._kind]}>"
 
+    if not TYPE_CHECKING:  # run-time messages for calls the type checker would refuse
+
+        def __getattr__(self, name: str) -> object:
+            hint = _MM_HINTS.get(name)
+            msg = f"{type(self).__name__!r} object has no attribute {name!r}"
+            raise AttributeError(f"{msg}: {hint}" if hint else msg)
+
+
+_NEEDS_USERS = (
+    "needs an mm_users reference: `user = mm.mmget_not_zero()`, check it for None, then use `user`"
+)
+_MM_HINTS = {
+    "mmap_read_lock": _NEEDS_USERS,
+    "mmap_read_trylock": _NEEDS_USERS,
+    "mmap_write_lock": _NEEDS_USERS,
+    "lock_vma_under_rcu": _NEEDS_USERS,
+    "vma_lookup": "needs the mmap lock: `with user.mmap_read_lock() as guard: "
+    "guard.vma_lookup(addr)`",
+}
+
 
 def _wrong_release(ref: Mm, call: str) -> str:
     if ref._kind == _BORROWED:
@@ -112,6 +134,17 @@ def _wrong_release(ref: Mm, call: str) -> str:
     if ref._kind == _COUNT:
         return f"{call} on an mm_count reference: release it with mmdrop()"
     return f"{call} on an mm_users reference: release it with mmput()"
+
+
+def _check_users(self: Mm) -> MmStruct:
+    """The mm behind a handle that must hold (or borrow) ``mm_users``."""
+    mm = self._live()
+    if self._kind == _COUNT:
+        # An mm_count handle forced into this method (an unbound call, a cast).
+        raise TypeError(f"{self!r} holds only mm_count: locking {_NEEDS_USERS}")
+    if mm.mm_users <= 0:
+        raise StaleReferenceError(f"{self!r}: the address space is gone (mm_users is 0)")
+    return mm
 
 
 class MmWithUser(Mm):
@@ -123,35 +156,29 @@ class MmWithUser(Mm):
 
     __slots__ = ()
 
-    def _check_users(self) -> MmStruct:
-        mm = self._live()
-        if mm.mm_users <= 0:
-            raise StaleReferenceError(f"{self!r}: the address space is gone (mm_users is 0)")
-        return mm
-
     def mmap_read_lock(self) -> MmapReadGuard:
         """``mmap_read_lock``: may sleep."""
-        mm = self._check_users()
+        mm = _check_users(self)
         _ml.mmap_read_lock(mm)
         return MmapReadGuard(_TOKEN, self, mm)
 
     def mmap_read_trylock(self) -> MmapReadGuard | None:
         """``mmap_read_trylock``: never sleeps; None when contended."""
-        mm = self._check_users()
+        mm = _check_users(self)
         if not _ml.mmap_read_trylock(mm):
             return None
         return MmapReadGuard(_TOKEN, self, mm)
 
     def mmap_write_lock(self) -> MmapWriteGuard:
         """``mmap_write_lock``: may sleep."""
-        mm = self._check_users()
+        mm = _check_users(self)
         _ml.mmap_write_lock(mm)
         return MmapWriteGuard(_TOKEN, self, mm)
 
     def lock_vma_under_rcu(self, addr: int) -> VmaReadGuard | None:
         """``lock_vma_under_rcu``: read-lock the VMA at ``addr`` without the mmap lock; None
         on any contention (fall back to :meth:`mmap_read_lock`)."""
-        mm = self._check_users()
+        mm = _check_users(self)
         vma = _ml.lock_vma_under_rcu(mm, _int("addr", addr))
         if vma is None:
             return None
@@ -208,14 +235,14 @@ class MmWithUserAsync(MmWithUser):
         _fork.mmput_async(mm)
 
 
-class _Guard:
+class _Guard(SafeObject):
     """A held lock: valid until unlocked. Not thread-safe: unlock in the task that locked."""
 
     __slots__ = ("__weakref__", "_mm", "_owner", "_scope", "_struct", "_task")
 
     _what = "lock"
 
-    def __init__(self, _key: object, owner: MmWithUser, mm: MmStruct) -> None:
+    def __init__(self, _key: _Token, owner: MmWithUser, mm: MmStruct) -> None:
         check_token(_key, type(self).__name__)
         self._owner = owner
         self._struct = mm
@@ -245,6 +272,8 @@ class _Guard:
             self.unlock()
 
     def __del__(self) -> None:
+        if not hasattr(self, "_scope"):  # the constructor refused (no token)
+            return
         if self._scope.alive:
             self._struct.kernel.leak(
                 f"{type(self).__name__} of mm {self._struct.id}",
@@ -323,7 +352,7 @@ class VmaReadGuard(_Guard):
     __slots__ = ("_vma",)
     _what = "per-VMA read lock"
 
-    def __init__(self, _key: object, owner: MmWithUser, mm: MmStruct, vma: Vma) -> None:
+    def __init__(self, _key: _Token, owner: MmWithUser, mm: MmStruct, vma: Vma) -> None:
         super().__init__(_key, owner, mm)
         self._vma = vma
 

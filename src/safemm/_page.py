@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, final
 
 from typing_extensions import override
 
-from ._scope import _TOKEN, check_token, running_kernel
+from ._scope import _TOKEN, SafeObject, _Token, check_token, running_kernel
 from .model.errors import KernelError, StaleReferenceError
 from .model.mman import PAGE_SIZE
 from .model.page_alloc import GFP_KERNEL, Gfp, PageKind
@@ -19,7 +19,7 @@ __all__ = ["Page"]
 
 
 @final
-class Page:
+class Page(SafeObject):
     """One order-0 page the driver owns (``kernel::page::Page``).
 
     Invariant: until :meth:`free`, this handle owns one reference on a live page frame. A
@@ -29,7 +29,7 @@ class Page:
 
     __slots__ = ("__weakref__", "_freed", "_kernel", "_page")
 
-    def __init__(self, _key: object, kernel: Kernel, page: _RawPage) -> None:
+    def __init__(self, _key: _Token, kernel: Kernel, page: _RawPage) -> None:
         check_token(_key, "Page")
         self._kernel = kernel
         self._page = page
@@ -91,6 +91,8 @@ class Page:
             raise KernelError(errno.EINVAL, f"range {offset}+{length} is outside the page")
 
     def __del__(self) -> None:
+        if not hasattr(self, "_freed"):  # the constructor refused (no token)
+            return
         if not self._freed:
             self._kernel.leak(
                 f"Page pfn {self._page.pfn:#x}",

@@ -15,12 +15,32 @@ from __future__ import annotations
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, NoReturn, final
 
+from typing_extensions import override
+
 from .model.errors import StaleReferenceError
 
 if TYPE_CHECKING:
     from .model.kernel import Kernel
 
-__all__ = ["Scope"]
+__all__ = ["SafeObject", "Scope"]
+
+
+class SafeObject:
+    """Base of every safe-layer handle: a class marked ``@final`` cannot be subclassed at run
+    time either (``typing.final`` sets ``__final__``), so a state cannot be minted by
+    subclassing a leaf state, even around the type checker."""
+
+    __slots__ = ()
+
+    @override
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        for base in cls.__mro__[1:]:
+            if base.__dict__.get("__final__", False):
+                raise TypeError(
+                    f"{base.__name__} is a final state: it cannot be subclassed (a subclass "
+                    "could forge its guarantees)"
+                )
+        super().__init_subclass__()
 
 
 @final
@@ -33,7 +53,7 @@ class _Token:
 _TOKEN = _Token()
 
 
-def check_token(key: object, cls: str) -> None:
+def check_token(key: _Token, cls: str) -> None:
     """Refuse construction without the private token."""
     if key is not _TOKEN:
         raise TypeError(
@@ -43,7 +63,7 @@ def check_token(key: object, cls: str) -> None:
 
 
 @final
-class Scope:
+class Scope(SafeObject):
     """A lifetime: alive until :meth:`end` is called with the reason.
 
     Invariant: once ended, it never becomes alive again; ``ended_by`` says why.

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, final
 from typing_extensions import override
 
 from . import _mm
-from ._scope import _TOKEN, check_token, hook_scope, running_kernel
+from ._scope import _TOKEN, SafeObject, _Token, check_token, hook_scope, running_kernel
 
 if TYPE_CHECKING:
     from ._scope import Scope
@@ -17,7 +17,7 @@ __all__ = ["Task", "current"]
 
 
 @final
-class Task:
+class Task(SafeObject):
     """The task running the current hook (``current``), valid for the hook's duration.
 
     Invariant: the task is running (it is ``current``) while this handle is valid.
@@ -25,7 +25,7 @@ class Task:
 
     __slots__ = ("_scope", "_task")
 
-    def __init__(self, _key: object, task: _RawTask, scope: Scope) -> None:
+    def __init__(self, _key: _Token, task: _RawTask, scope: Scope) -> None:
         check_token(_key, "Task")
         self._task = task
         self._scope = scope

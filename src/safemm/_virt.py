@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar, final
 from typing_extensions import override
 
 from . import _mm
-from ._scope import _TOKEN, Scope, check_token, stale
+from ._scope import _TOKEN, SafeObject, Scope, _Token, check_token, stale
 from .model import memory as _memory
 from .model import vma as _vmamod
 from .model.errors import KernelError, StaleReferenceError
@@ -62,7 +62,46 @@ def _int(name: str, value: object) -> int:
     return value
 
 
-class VmAreaRef:
+_NEEDS_NEW = "only inside ->mmap, on the VmAreaNew the hook receives"
+_NEEDS_MUT = (
+    "needs the mmap write lock: MmapWriteGuard.vma_lookup() gives a VmAreaMut (or use "
+    "->mmap's VmAreaNew)"
+)
+_NEVER = "no driver may make this change (review: Jann Horn; rust/kernel/mm/virt.rs)"
+_VMA_HINTS = {
+    "vm_insert_page": "vm_insert_page needs VM_MIXEDMAP: call as_mixedmap_vma() and check the "
+    "result for None (or use set_mixedmap()'s result in ->mmap)",
+    "set_io": _NEEDS_NEW,
+    "set_dontexpand": _NEEDS_NEW,
+    "try_clear_mayread": _NEEDS_NEW,
+    "set_vm_ops": _NEEDS_NEW,
+    "readable": _NEEDS_NEW,
+    "writable": _NEEDS_NEW,
+    "executable": _NEEDS_NEW,
+    "set_mixedmap": _NEEDS_MUT,
+    "set_dontcopy": _NEEDS_MUT,
+    "set_dontdump": _NEEDS_MUT,
+    "try_clear_maywrite": _NEEDS_MUT,
+    "try_clear_mayexec": _NEEDS_MUT,
+    "set_pfnmap": _NEVER,
+    "set_hugetlb": _NEVER,
+    "clear_mixedmap": _NEVER,
+    "clear_pfnmap": _NEVER,
+    "set_flags": _NEVER,
+    "vm_flags_set": _NEVER,
+    "vm_flags_clear": _NEVER,
+    "private_data": "check ownership first: VmOperations.check_vma(vma, owner) gives a "
+    "VmAreaOwnedRef with typed private_data",
+}
+
+
+def _missing(obj: object, name: str, hints: dict[str, str]) -> AttributeError:
+    hint = hints.get(name)
+    msg = f"{type(obj).__name__!r} object has no attribute {name!r}"
+    return AttributeError(f"{msg}: {hint}" if hint else msg)
+
+
+class VmAreaRef(SafeObject):
     """A VMA the caller may read: ``VmaRef`` in the Rust crate.
 
     Invariant: while valid, the current task holds the mmap read lock (or stronger) or this
@@ -72,7 +111,7 @@ class VmAreaRef:
 
     __slots__ = ("_scope", "_vma")
 
-    def __init__(self, _key: object, vma: Vma, scope: Scope) -> None:
+    def __init__(self, _key: _Token, vma: Vma, scope: Scope) -> None:
         check_token(_key, type(self).__name__)
         self._vma = vma
         self._scope = scope
@@ -145,6 +184,11 @@ class VmAreaRef:
         v = self._vma
         return f"<{type(self).__name__} {v.vm_start:#x}-{v.vm_end:#x}>"
 
+    if not TYPE_CHECKING:  # run-time messages for calls the type checker would refuse
+
+        def __getattr__(self, name: str) -> object:
+            raise _missing(self, name, _VMA_HINTS)
+
 
 @final
 class VmAreaMixedMapRef(VmAreaRef):
@@ -178,13 +222,6 @@ class VmAreaMut(VmAreaRef):
 
     __slots__ = ()
 
-    def _set(self, flag: int) -> None:
-        # vm_flags_set: write-locks a live VMA; a VMA in ->mmap setup is not shared yet.
-        _vmamod.vm_flags_set(self._live(), flag)
-
-    def _clear(self, flag: int) -> None:
-        _vmamod.vm_flags_clear(self._live(), flag)
-
     def set_mixedmap(self) -> VmAreaMixedMapRef:
         """Set VM_MIXEDMAP; returns the capability to insert pages.
 
@@ -196,29 +233,29 @@ class VmAreaMut(VmAreaRef):
             raise KernelError(_errno.EINVAL, f"set_mixedmap: {v!r} is VM_PFNMAP")
         if v.vm_userfaultfd_ctx is not None:
             raise KernelError(_errno.EINVAL, f"set_mixedmap: {v!r} has a userfaultfd context")
-        self._set(VM_MIXEDMAP)
+        _vmamod.vm_flags_set(self._live(), VM_MIXEDMAP)
         return make_ref(VmAreaMixedMapRef, v, self._scope)
 
     def set_dontcopy(self) -> None:
         """Set VM_DONTCOPY: fork does not copy this VMA."""
-        self._set(VM_DONTCOPY)
+        _vmamod.vm_flags_set(self._live(), VM_DONTCOPY)
 
     def set_dontdump(self) -> None:
         """Set VM_DONTDUMP: excluded from core dumps."""
-        self._set(VM_DONTDUMP)
+        _vmamod.vm_flags_set(self._live(), VM_DONTDUMP)
 
     def try_clear_maywrite(self) -> None:
         """Clear VM_MAYWRITE (irreversibly): later mprotect(PROT_WRITE) fails with EACCES.
         EINVAL if VM_WRITE is set."""
         if self._live().vm_flags & VM_WRITE:
             raise KernelError(_errno.EINVAL, "try_clear_maywrite: VM_WRITE is set")
-        self._clear(VM_MAYWRITE)
+        _vmamod.vm_flags_clear(self._live(), VM_MAYWRITE)
 
     def try_clear_mayexec(self) -> None:
         """Clear VM_MAYEXEC (irreversibly). EINVAL if VM_EXEC is set."""
         if self._live().vm_flags & VM_EXEC:
             raise KernelError(_errno.EINVAL, "try_clear_mayexec: VM_EXEC is set")
-        self._clear(VM_MAYEXEC)
+        _vmamod.vm_flags_clear(self._live(), VM_MAYEXEC)
 
 
 @final
@@ -234,17 +271,17 @@ class VmAreaNew(VmAreaMut):
 
     def set_io(self) -> None:
         """Set VM_IO."""
-        self._set(VM_IO)
+        _vmamod.vm_flags_set(self._live(), VM_IO)
 
     def set_dontexpand(self) -> None:
         """Set VM_DONTEXPAND: mremap may not grow this VMA."""
-        self._set(VM_DONTEXPAND)
+        _vmamod.vm_flags_set(self._live(), VM_DONTEXPAND)
 
     def try_clear_mayread(self) -> None:
         """Clear VM_MAYREAD (irreversibly). EINVAL if VM_READ is set."""
         if self._live().vm_flags & VM_READ:
             raise KernelError(_errno.EINVAL, "try_clear_mayread: VM_READ is set")
-        self._clear(VM_MAYREAD)
+        _vmamod.vm_flags_clear(self._live(), VM_MAYREAD)
 
     @property
     def readable(self) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, TypeVar, final
 
-from ._scope import _TOKEN, HookCall, check_token, running_kernel
+from ._scope import _TOKEN, HookCall, SafeObject, _Token, check_token, running_kernel
 from .model import shrinker as _raw
 from .model.shrinker import SHRINK_EMPTY, SHRINK_STOP, LruStatus
 
@@ -29,12 +29,12 @@ T = TypeVar("T")
 
 
 @final
-class ShrinkControl:
+class ShrinkControl(SafeObject):
     """``struct shrink_control``: how many objects reclaim asks for."""
 
     __slots__ = ("_sc",)
 
-    def __init__(self, _key: object, sc: _raw.ShrinkControl) -> None:
+    def __init__(self, _key: _Token, sc: _raw.ShrinkControl) -> None:
         check_token(_key, "ShrinkControl")
         self._sc = sc
 
@@ -99,12 +99,12 @@ class Shrinker:
 
 
 @final
-class LruWalk(Generic[T]):
+class LruWalk(SafeObject, Generic[T]):
     """The state an isolate callback gets: the list, whose spinlock is held."""
 
     __slots__ = ("_lru",)
 
-    def __init__(self, _key: object, lru: _raw.ListLru[T]) -> None:
+    def __init__(self, _key: _Token, lru: _raw.ListLru[T]) -> None:
         check_token(_key, "LruWalk")
         self._lru = lru
 
@@ -124,7 +124,7 @@ class LruWalk(Generic[T]):
 
 
 @final
-class ListLru(Generic[T]):
+class ListLru(SafeObject, Generic[T]):
     """A ``struct list_lru`` of driver objects, oldest first, behind one spinlock."""
 
     __slots__ = ("_lru",)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Self, final
 
 from typing_extensions import override
 
-from ._scope import _TOKEN, Scope, check_token, running_kernel, stale
+from ._scope import _TOKEN, SafeObject, Scope, _Token, check_token, running_kernel, stale
 from .model import locking as _locking
 
 if TYPE_CHECKING:
@@ -22,11 +22,11 @@ if TYPE_CHECKING:
 __all__ = ["Mutex", "MutexGuard", "SpinLock", "SpinLockGuard"]
 
 
-class _LockGuard:
+class _LockGuard(SafeObject):
     __slots__ = ("__weakref__", "_kernel", "_lock", "_scope")
 
     def __init__(
-        self, _key: object, kernel: Kernel, lock: _locking.Mutex | _locking.SpinLock
+        self, _key: _Token, kernel: Kernel, lock: _locking.Mutex | _locking.SpinLock
     ) -> None:
         check_token(_key, type(self).__name__)
         self._kernel = kernel
@@ -58,6 +58,8 @@ class _LockGuard:
             self.unlock()
 
     def __del__(self) -> None:
+        if not hasattr(self, "_scope"):  # the constructor refused (no token)
+            return
         if self._scope.alive:
             self._kernel.leak(
                 f"{type(self).__name__} of {self._lock.name}",
@@ -80,7 +82,7 @@ class SpinLockGuard(_LockGuard):
 
 
 @final
-class Mutex:
+class Mutex(SafeObject):
     """A sleeping lock (``struct mutex``). Locks sharing a ``name`` share a lockdep class."""
 
     __slots__ = ("_lock",)
@@ -110,7 +112,7 @@ class Mutex:
 
 
 @final
-class SpinLock:
+class SpinLock(SafeObject):
     """A spinning lock (``spinlock_t``): holding it disables preemption."""
 
     __slots__ = ("_lock",)

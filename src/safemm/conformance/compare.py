@@ -40,6 +40,7 @@ from .ops import REGION_PAGES, Op, format_sequence
 from .steps import Outcome, SequenceResult, Side, StepResult
 
 __all__ = [
+    "Found",
     "Mismatch",
     "Report",
     "compare",
@@ -86,7 +87,7 @@ class Mismatch:
                 f"{' and '.join(self.aspects)} differ {where}",
                 f"  {self.kernel_name + ':':{width}} {self.kernel}",
                 f"  {self.model_name + ':':{width}} {self.model}",
-                f"  ops = {format_sequence(self.ops, indent='      ')}",
+                f"  ops = {format_sequence(self.ops, margin='  ')}",
             ]
         )
 
@@ -213,6 +214,7 @@ class Found:
     mismatch: Mismatch
     count: int
     first_sequence: int
+    shrunk: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +256,8 @@ class Report:
         for number, found in enumerate(self.found[:show], 1):
             lines.append(
                 f"\nmismatch {number} of {len(self.found)} (from {found.count} sequence(s), "
-                f"first #{found.first_sequence}), shrunk to {len(found.mismatch.ops)} step(s):"
+                f"first #{found.first_sequence}), "
+                f"{'shrunk' if found.shrunk else 'cut'} to {len(found.mismatch.ops)} step(s):"
             )
             lines.append(str(found.mismatch))
         if len(self.found) > show:
@@ -300,24 +303,29 @@ def run(
 
     started = time.monotonic()
     agreed = steps = shrinks = 0
-    found: dict[str, tuple[Mismatch, int, int]] = {}
+    found: dict[str, Found] = {}
     for number, ops in enumerate(random_sequences(n, seed, max_steps)):
         steps += len(ops)
         mismatch = check(ops)
         if mismatch is None:
             agreed += 1
         else:
-            if shrink_mismatches and shrinks < max_shrinks:
+            shrunk = shrink_mismatches and shrinks < max_shrinks
+            if shrunk:
                 shrinks += 1
                 small = shrink(mismatch, check)
             else:
                 small = replace(mismatch, ops=mismatch.ops[: mismatch.step + 1])
             key = repr(small.ops)
             old = found.get(key)
-            found[key] = (small, 1, number) if old is None else (old[0], old[1] + 1, old[2])
+            found[key] = (
+                Found(small, 1, number, shrunk)
+                if old is None
+                else replace(old, count=old.count + 1)
+            )
         if progress is not None:
             progress(number + 1, n)
-    ranked = sorted(found.values(), key=lambda item: (-item[1], item[2]))
+    ranked = sorted(found.values(), key=lambda item: (-item.count, item.first_sequence))
     return Report(
         info=KernelInfo.collect(),
         seed=seed,
@@ -325,7 +333,7 @@ def run(
         sequences=n,
         agreed=agreed,
         steps=steps,
-        found=tuple(Found(m, count, first) for m, count, first in ranked),
+        found=tuple(ranked),
         seconds=time.monotonic() - started,
     )
 

@@ -91,8 +91,10 @@ ASSUMPTIONS: Final = (
     "commit charge (in mode 2 one can be, depending on the whole machine's commitments).",
     "No uprobes on the helper, no ptrace of it: such outside interference is detected "
     "(the step raises Disturbance), not prevented.",
-    "Results are those of the running kernel version: mremap multi-VMA moves (6.17+), "
-    "VM_ACCOUNT dropping on mprotect (6.2+), and errno precedence change between versions.",
+    "The reference is the running kernel, whatever its version: behaviour that changed "
+    "between versions (e.g. mremap moving several VMAs at once since 6.17, mprotect dropping "
+    "VM_ACCOUNT since 6.2, the order of mremap's argument checks) is compared as this "
+    "kernel does it.",
 )
 
 

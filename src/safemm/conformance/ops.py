@@ -295,10 +295,12 @@ class _Shrinkable:
         return []
 
     def simpler(self) -> list[Op]:
-        """Simpler variants of this operation (fewer pages, nearer page 0, fewer
-        permission bits) that still stay inside the window, for the shrinker.
-        Each one is strictly smaller in the sum of the absolute values of its
-        integer fields, so repeated simplification terminates."""
+        """Simpler variants of this operation that still stay inside the window.
+
+        Fewer pages, nearer page 0, fewer permission bits: each variant is strictly
+        smaller in the sum of the absolute values of its integer fields, so the
+        shrinker's repeated simplification terminates.
+        """
         return [op for op in self._candidates() if is_confined(op)]
 
 
@@ -607,12 +609,18 @@ Op: TypeAlias = (
 """One step of a sequence."""
 
 
-def format_sequence(ops: list[Op] | tuple[Op, ...], indent: str = "    ") -> str:
-    """Render a sequence as a Python list literal, one operation per line."""
+def format_sequence(ops: list[Op] | tuple[Op, ...], indent: str = "    ", margin: str = "") -> str:
+    """Render a sequence as a Python list literal, one operation per line.
+
+    Args:
+        ops: the sequence.
+        indent: indentation of the operations, relative to the brackets.
+        margin: indentation of the lines after the first (for nesting in text).
+    """
     if not ops:
         return "[]"
-    body = "".join(f"{indent}{op!r},\n" for op in ops)
-    return f"[\n{body}]"
+    body = "".join(f"{margin}{indent}{op!r},\n" for op in ops)
+    return f"[\n{body}{margin}]"
 
 
 # --- shrinking helpers ------------------------------------------------------------

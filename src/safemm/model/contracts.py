@@ -137,7 +137,8 @@ CONTRACTS: dict[str, Contract] = dict(
             "foreign-vma",
             "a driver must only insert into or zap VMAs it owns (its file, vm_ops, private data)",
             "review H3; rust_binder check_vma (commit 8ef2c15aeae0)",
-            "check ownership first (VmAreaRef.check_owner()) or use unmap_mapping_range",
+            "check ownership first (VmOperations.check_vma(vma, owner)), or use "
+            "unmap_mapping_range",
             kernel_checks=False,
         ),
         _c(
@@ -153,6 +154,14 @@ CONTRACTS: dict[str, Contract] = dict(
             "or before the VMA is linked",
             "include/linux/mm.h vm_flags_set/vm_flags_reset; review H10",
             "change flags only in ->mmap (VmAreaNew) or through VmAreaMut",
+        ),
+        _c(
+            "live-flags",
+            "on a live VMA a driver may only set VM_MIXEDMAP, VM_DONTCOPY or VM_DONTDUMP and "
+            "clear VM_MAYWRITE/VM_MAYEXEC; in ->mmap it must not set access bits or VM_HUGETLB",
+            "review (Jann Horn's list of acceptable driver flag changes); rust/kernel/mm/virt.rs",
+            "change other flags only in ->mmap (VmAreaNew), and never VM_READ/WRITE/EXEC",
+            kernel_checks=False,
         ),
         _c(
             "mixedmap-pfnmap-exclusive",

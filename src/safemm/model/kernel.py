@@ -342,6 +342,11 @@ class Kernel:
         """Mark that the driver ``owner`` runs ``name`` (its hook, ioctl or shrinker)."""
         return _DriverHook(self, _Frame(owner, file, name))
 
+    def kernel_section(self, name: str) -> _DriverHook:
+        """Mark core kernel code running on behalf of whoever called it (``exit_mmap`` from a
+        driver's ``mmput``, direct reclaim): it is not the driver's own code."""
+        return _DriverHook(self, _Frame(None, None, name, entry=True))
+
     def driver_owner(self) -> object:
         """The driver whose code is running now, or None for core kernel code."""
         for f in reversed(self._frames):
@@ -375,7 +380,7 @@ class Kernel:
         t.flags |= PF_MEMALLOC
         self.fs_reclaim_acquire("mm/page_alloc.c:__perform_reclaim")
         try:
-            with self.driver_hook(None, None, "direct reclaim"):
+            with self.kernel_section("direct reclaim"):
                 shrink_slab(self, gfp, SWAP_CLUSTER_MAX)
         finally:
             self.fs_reclaim_release("mm/page_alloc.c:__perform_reclaim")

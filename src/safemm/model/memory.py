@@ -168,10 +168,8 @@ def _get_locked_pte_check(vma: Vma, addr: int, where: str) -> None:
         )
 
 
-def _set_mixedmap_on_insert(vma: Vma, where: str) -> None:
-    """The VM_MIXEDMAP branch of ``vm_insert_page``: BUG_ONs, then ``vm_flags_set``."""
-    from .vma import vm_flags_set  # local: vma.py imports this module
-
+def _mixedmap_bug_checks(vma: Vma, where: str) -> None:
+    """The BUG_ONs of ``vm_insert_page``'s branch for a VMA without VM_MIXEDMAP."""
     k = _kernel(vma)
     mm = vma.vm_mm
     t = k.current
@@ -209,6 +207,13 @@ def _set_mixedmap_on_insert(vma: Vma, where: str) -> None:
             where,
             title=f"kernel BUG at {where}!",
         )
+
+
+def _do_set_mixedmap(vma: Vma, where: str) -> None:
+    """``vm_flags_set(vma, VM_MIXEDMAP)`` at the end of ``vm_insert_page``'s slow branch."""
+    from .vma import vm_flags_set  # local: vma.py imports this module
+
+    k = _kernel(vma)
     if vma.vm_userfaultfd_ctx is not None and k.strict:
         k.report(
             SplatKind.STRICT,
@@ -268,9 +273,12 @@ def vm_insert_page(vma: Vma, addr: int, page: Page) -> None:
             errno.EFAULT,
             f"vm_insert_page: {addr:#x} is outside {vma!r} [{vma.vm_start:#x}, {vma.vm_end:#x})",
         )
+    set_mixedmap = not vma.vm_flags & VM_MIXEDMAP
+    if set_mixedmap:
+        _mixedmap_bug_checks(vma, where)
     check_vma_owner(vma, "inserts a page into", where)
-    if not vma.vm_flags & VM_MIXEDMAP:
-        _set_mixedmap_on_insert(vma, where)
+    if set_mixedmap:
+        _do_set_mixedmap(vma, where)
     _insert_page(vma, addr, page, where)
 
 
@@ -296,9 +304,12 @@ def vm_insert_pages(vma: Vma, addr: int, pages: list[Page]) -> int:
         raise KernelError(
             errno.EFAULT, f"vm_insert_pages: range {addr:#x}+{len(pages)} pages is outside {vma!r}"
         )
+    set_mixedmap = not vma.vm_flags & VM_MIXEDMAP
+    if set_mixedmap:
+        _mixedmap_bug_checks(vma, where)
     check_vma_owner(vma, "inserts pages into", where)
-    if not vma.vm_flags & VM_MIXEDMAP:
-        _set_mixedmap_on_insert(vma, where)
+    if set_mixedmap:
+        _do_set_mixedmap(vma, where)
     for i, page in enumerate(pages):
         try:
             _insert_page(vma, addr + i * PAGE_SIZE, page, where)

@@ -383,6 +383,11 @@ def _undo_failed_mmap(vma: Vma) -> None:
 def exit_mmap(mm: MmStruct) -> None:
     """``exit_mmap``: zap everything under the read lock, then close and free every VMA under
     the write lock (``->close`` runs in the context of whoever dropped the last mm_users)."""
+    with mm.kernel.kernel_section("exit_mmap"):
+        _exit_mmap(mm)
+
+
+def _exit_mmap(mm: MmStruct) -> None:
     mmap_read_lock(mm)
     vmas = mm.vmas()
     for v in vmas:

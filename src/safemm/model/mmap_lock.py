@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .mm_types import MmStruct, Vma
 
 __all__ = [
+    "find_vma",
     "lock_vma_under_rcu",
     "mmap_assert_locked",
     "mmap_assert_write_locked",
@@ -35,14 +36,30 @@ __all__ = [
     "vma_assert_locked",
     "vma_assert_write_locked",
     "vma_end_read",
+    "vma_lookup",
     "vma_start_write",
 ]
 
 _F = "include/linux/mmap_lock.h:"
 
 
+def _check_users(mm: MmStruct, where: str) -> None:
+    """Strict mode: the mmap lock of an mm whose address space is gone (``mm_users`` 0) is
+    taken only through an ``MmWithUser`` (Rust's contract; C callers must ``mmget`` first)."""
+    k = mm.kernel
+    if mm.mm_users <= 0 and k.strict and k.driver_owner() is not None:
+        k.report(
+            SplatKind.STRICT,
+            "mm-users",
+            f"{k.driver_name()} takes the mmap lock of mm {mm.id}, whose mm_users is 0 (the "
+            "caller holds only an mm_count reference)",
+            where,
+        )
+
+
 def mmap_read_lock(mm: MmStruct) -> None:
     """``mmap_read_lock``: may sleep."""
+    _check_users(mm, _F + "mmap_read_lock")
     mm.kernel.counters.mmap_read_lock += 1
     mm.mmap_lock.down_read(mm.kernel, _F + "mmap_read_lock")
 
@@ -50,6 +67,7 @@ def mmap_read_lock(mm: MmStruct) -> None:
 def mmap_read_trylock(mm: MmStruct) -> bool:
     """``mmap_read_trylock``: never sleeps; fails while a writer holds or waits for the lock."""
     k = mm.kernel
+    _check_users(mm, _F + "mmap_read_trylock")
     k.counters.mmap_read_trylock += 1
     ok = mm.mmap_lock.down_read_trylock(k, _F + "mmap_read_trylock")
     if not ok:
@@ -64,6 +82,7 @@ def mmap_read_unlock(mm: MmStruct) -> None:
 
 def mmap_write_lock(mm: MmStruct) -> None:
     """``mmap_write_lock``: may sleep."""
+    _check_users(mm, _F + "mmap_write_lock")
     mm.kernel.counters.mmap_write_lock += 1
     mm.mmap_lock.down_write(mm.kernel, _F + "mmap_write_lock")
 
@@ -207,6 +226,7 @@ def lock_vma_under_rcu(mm: MmStruct, addr: int) -> Vma | None:
     injection says so. Never sleeps.
     """
     k = mm.kernel
+    _check_users(mm, _F + "lock_vma_under_rcu")
     k.rcu.read_lock()
     try:
         vma = mm.mm_mt.load(addr)
@@ -246,3 +266,16 @@ def vma_end_read(vma: Vma) -> None:
         return
     vma.readers.remove(t)
     k.lockdep.release(t, vma.vm_lock, _F + "vma_end_read")
+
+
+def vma_lookup(mm: MmStruct, addr: int) -> Vma | None:
+    """``vma_lookup`` (include/linux/mm.h): the VMA containing ``addr``; needs the mmap lock
+    (lockdep ``mmap_assert_locked`` in the maple-tree walk)."""
+    mmap_assert_locked(mm, "include/linux/mm.h:vma_lookup")
+    return mm.mm_mt.load(addr)
+
+
+def find_vma(mm: MmStruct, addr: int) -> Vma | None:
+    """``find_vma`` (mm/mmap.c): the first VMA ending above ``addr``; needs the mmap lock."""
+    mmap_assert_locked(mm, "mm/mmap.c:find_vma")
+    return mm.mm_mt.find(addr)

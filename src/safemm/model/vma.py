@@ -34,14 +34,19 @@ from .sched import might_sleep
 from .vm_flags import (
     VM_ACCESS_FLAGS,
     VM_ACCOUNT,
+    VM_DONTCOPY,
+    VM_DONTDUMP,
     VM_HUGETLB,
     VM_IGNORE_MERGE,
     VM_KNOWN,
+    VM_MAYEXEC,
+    VM_MAYWRITE,
     VM_MIXEDMAP,
     VM_PFNMAP,
     VM_SEALED,
     VM_SOFTDIRTY,
     VM_SPECIAL,
+    flags_str,
 )
 
 if TYPE_CHECKING:
@@ -68,8 +73,16 @@ _V = "mm/vma.c:"
 # flags (include/linux/mm.h)
 
 
+#: What a driver may change on a live VMA (review: Jann Horn's list; Rust's setters).
+_LIVE_SET_OK = VM_MIXEDMAP | VM_DONTCOPY | VM_DONTDUMP
+_LIVE_CLEAR_OK = VM_MAYWRITE | VM_MAYEXEC
+#: What a driver must never set, even in ->mmap.
+_NEVER_SET = VM_ACCESS_FLAGS | VM_HUGETLB
+
+
 def _check_flag_change(vma: Vma, new: int, where: str) -> None:
-    """Check the invariants every flag write keeps (mixedmap-pfnmap-exclusive, flags-sticky)."""
+    """Check the invariants every flag write keeps (mixedmap-pfnmap-exclusive, flags-sticky)
+    and, in strict mode, which changes a driver may make (live-flags)."""
     k = vma.vm_mm.kernel
     if new & ~VM_KNOWN:
         raise KernelError(errno.EINVAL, f"{where}: unknown VM flag bits {new & ~VM_KNOWN:#x}")
@@ -81,12 +94,40 @@ def _check_flag_change(vma: Vma, new: int, where: str) -> None:
             where,
         )
     old = vma.vm_flags
-    if k.strict and (old & ~new & (VM_MIXEDMAP | VM_PFNMAP)):
+    if not k.strict:
+        return
+    if old & ~new & (VM_MIXEDMAP | VM_PFNMAP):
         k.report(
             SplatKind.STRICT,
             "flags-sticky",
             f"{where} clears VM_MIXEDMAP/VM_PFNMAP on {vma!r}, which may already map "
             "pages that need it",
+            where,
+        )
+    if k.driver_owner() is None:
+        return
+    added, removed = new & ~old, old & ~new
+    if vma.in_setup:
+        bad = added & _NEVER_SET
+        if bad:
+            k.report(
+                SplatKind.STRICT,
+                "live-flags",
+                f"{k.driver_name()} sets {flags_str(bad)} on {vma!r} in ->mmap",
+                where,
+            )
+        return
+    bad_set, bad_clear = added & ~_LIVE_SET_OK, removed & ~_LIVE_CLEAR_OK
+    if bad_set or bad_clear:
+        parts = []
+        if bad_set:
+            parts.append(f"sets {flags_str(bad_set)}")
+        if bad_clear:
+            parts.append(f"clears {flags_str(bad_clear)}")
+        k.report(
+            SplatKind.STRICT,
+            "live-flags",
+            f"{k.driver_name()} {' and '.join(parts)} on live {vma!r}",
             where,
         )
 

@@ -1,0 +1,1 @@
+"""Example drivers written only against the safe layer, and their workloads."""

@@ -1,0 +1,346 @@
+"""The run-time twin of every type-test rejection: the same illegal thing done around the
+types (an unbound call, a cast a user could write, or the raw model) is caught at run time
+with the documented splat or error."""
+
+from __future__ import annotations
+
+import pytest
+from safe_support import Mapping, Setup
+from typing_extensions import override
+
+from safemm import PAGE_SIZE, KernelBug, KernelWarning, StaleReferenceError
+from safemm.fs import File
+from safemm.mm import Mm, MmapReadGuard, MmapWriteGuard, MmWithUser
+from safemm.model import mmap_lock as raw_lock
+from safemm.model import vma as raw_vma
+from safemm.model.vm_flags import VM_HUGETLB, VM_PFNMAP, VM_WRITE
+from safemm.page import Page
+from safemm.virt import (
+    VmAreaMixedMapRef,
+    VmAreaMut,
+    VmAreaNew,
+    VmAreaOwnedRef,
+    VmAreaRef,
+)
+
+
+def _user(file: File[Mapping]) -> MmWithUser:
+    state = file.private_data
+    assert state is not None
+    assert state.mm is not None
+    user = state.mm.mmget_not_zero()
+    assert user is not None
+    return user
+
+
+def _contract(exc: pytest.ExceptionInfo[KernelBug] | pytest.ExceptionInfo[KernelWarning]) -> str:
+    contract = exc.value.contract
+    assert contract is not None
+    return contract
+
+
+def test_r1_insert_without_mixedmap_under_read_lock(setup: Setup) -> None:
+    """r1 twin: vm_insert_page on a VMA without VM_MIXEDMAP under the read lock (the unbound
+    method around the types, or the raw model) is a BUG every time (strict mode)."""
+    proc, kernel = setup.proc, setup.kernel
+    from safemm import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ
+
+    anon = proc.mmap(None, PAGE_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS)
+
+    def action(file: File[Mapping]) -> object:
+        user = _user(file)
+        page = Page.alloc_page()
+        try:
+            with user.mmap_read_lock() as guard:
+                vma = guard.vma_lookup(anon)
+                assert vma is not None
+                with pytest.raises(KernelBug) as exc:
+                    VmAreaMixedMapRef.vm_insert_page(vma, anon, page)  # type: ignore[arg-type]
+                assert _contract(exc) == "insert-needs-mixedmap"
+        finally:
+            page.free()
+            user.mmput()
+        return 0
+
+    setup.run(action)
+    assert any("vm_insert_page" in line for line in kernel.dmesg)
+
+
+def test_r1_nonstrict_kernel_bug_on_trylock(lenient: Setup) -> None:
+    """r1 twin without strict mode: the kernel's own BUG_ON(mmap_read_trylock()) fires when no
+    writer is queued, but not when one is (the nondeterminism strict mode removes)."""
+    lenient.kernel.strict = False
+    from safemm import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ
+
+    proc = lenient.proc
+    anon = proc.mmap(None, PAGE_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS)
+    page_holder: list[Page] = []
+
+    def action(file: File[Mapping]) -> object:
+        user = _user(file)
+        page = Page.alloc_page()
+        page_holder.append(page)
+        try:
+            guard = user.mmap_read_lock()
+            vma = guard.vma_lookup(anon)
+            assert vma is not None
+            with pytest.raises(KernelBug):
+                VmAreaMixedMapRef.vm_insert_page(vma, anon, page)  # type: ignore[arg-type]
+            # The BUG_ON's trylock succeeded and is never released, as in the kernel; drop both.
+            raw_lock.mmap_read_unlock(proc.mm)
+            guard.unlock()
+        finally:
+            user.mmput()
+        return 0
+
+    lenient.run(action)
+    page_holder[0].free()
+
+
+def test_r2_unchecked_mixedmap_is_none(setup: Setup) -> None:
+    """r2 twin: as_mixedmap_vma() really returns None on a VMA without VM_MIXEDMAP."""
+    from safemm import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ
+
+    anon = setup.proc.mmap(None, PAGE_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS)
+
+    def action(file: File[Mapping]) -> object:
+        user = _user(file)
+        try:
+            with user.mmap_read_lock() as guard:
+                vma = guard.vma_lookup(anon)
+                assert vma is not None
+                assert vma.as_mixedmap_vma() is None
+                mine = guard.vma_lookup(setup.addr)
+                assert mine is not None
+                assert mine.as_mixedmap_vma() is not None
+        finally:
+            user.mmput()
+        return 0
+
+    setup.run(action)
+
+
+def test_r3_flag_setter_under_read_lock(setup: Setup) -> None:
+    """r3 twin: a VmAreaMut setter forced onto a VmAreaRef under the read lock: the model's
+    vma_start_write asserts the write lock (WARN mmap-write-lock-held)."""
+
+    def action(file: File[Mapping]) -> object:
+        user = _user(file)
+        try:
+            with user.mmap_read_lock() as guard:
+                vma = guard.vma_lookup(setup.addr)
+                assert vma is not None
+                with pytest.raises(KernelWarning) as exc:
+                    VmAreaMut.set_dontcopy(vma)  # type: ignore[arg-type]
+                assert _contract(exc) == "mmap-write-lock-held"
+        finally:
+            user.mmput()
+        return 0
+
+    setup.run(action)
+
+
+def test_r3_setup_only_setter_on_live_vma(setup: Setup) -> None:
+    """r3 twin: set_io (setup only) forced onto a live VmAreaMut: strict live-flags report."""
+
+    def action(file: File[Mapping]) -> object:
+        user = _user(file)
+        try:
+            with user.mmap_write_lock() as guard:
+                vma = guard.vma_lookup(setup.addr)
+                assert vma is not None
+                with pytest.raises(KernelWarning) as exc:
+                    VmAreaNew.set_io(vma)  # type: ignore[arg-type]
+                assert _contract(exc) == "live-flags"
+        finally:
+            user.mmput()
+        return 0
+
+    setup.run(action)
+
+
+def test_r4_forbidden_flag_changes_raw(setup: Setup) -> None:
+    """r4 twin: the raw model's vm_flags_* from driver code: setting VM_WRITE or VM_PFNMAP, or
+    clearing VM_MIXEDMAP, on a live VMA is reported (live-flags, flags-sticky, exclusive)."""
+    seen: list[str] = []
+
+    def action(file: File[Mapping]) -> object:
+        user = _user(file)
+        try:
+            with user.mmap_write_lock():
+                vma = setup.proc.mm.mm_mt.load(setup.addr)
+                assert vma is not None
+                for change in (
+                    lambda: raw_vma.vm_flags_set(vma, VM_WRITE),
+                    lambda: raw_vma.vm_flags_set(vma, VM_HUGETLB),
+                    lambda: raw_vma.vm_flags_set(vma, VM_PFNMAP),
+                    lambda: raw_vma.vm_flags_clear(vma, 0x10000000),
+                ):
+                    with pytest.raises(KernelWarning) as exc:
+                        change()
+                    seen.append(_contract(exc))
+        finally:
+            user.mmput()
+        return 0
+
+    setup.run(action)
+    assert seen == ["live-flags", "live-flags", "mixedmap-pfnmap-exclusive", "flags-sticky"]
+
+
+def test_r5_vma_lookup_without_lock_raw(setup: Setup) -> None:
+    """r5 twin: the raw vma_lookup without the mmap lock: WARN mmap-lock-held; the C-style
+    helper in safemm.mm refuses at run time too."""
+    from safemm import mm as mmmod
+
+    with pytest.raises(KernelWarning) as exc:
+        raw_lock.vma_lookup(setup.proc.mm, setup.addr)
+    assert _contract(exc) == "mmap-lock-held"
+    with pytest.raises(TypeError, match="guard"):
+        mmmod.vma_lookup(object(), setup.addr)  # type: ignore[arg-type, deprecated]
+
+
+def test_r6_lock_on_bare_mm(setup: Setup) -> None:
+    """r6 twin: the lock method forced onto a bare Mm (mm_count only) is refused; the raw
+    model reports a driver locking an mm whose mm_users is 0 (strict mm-users)."""
+    mms: list[Mm] = []
+
+    def action(file: File[Mapping]) -> object:
+        state = file.private_data
+        assert state is not None
+        assert state.mm is not None
+        mms.append(state.mm)
+        with pytest.raises(TypeError, match="mm_count"):
+            MmWithUser.mmap_read_lock(state.mm)  # type: ignore[arg-type]
+        with pytest.raises(AttributeError, match="mmget_not_zero"):
+            state.mm.mmap_read_lock()  # type: ignore[attr-defined]
+        return 0
+
+    setup.run(action)
+    # After exit the mm has no users; a driver taking its lock through the raw model is caught.
+    other = setup.kernel.spawn()
+    mm = setup.proc.mm
+    fd = other.open("/dev/test")
+    setup.proc.exit()
+    assert mm.mm_users == 0
+
+    def raw_lock_dead(file: File[Mapping]) -> object:
+        with pytest.raises(KernelWarning) as exc:
+            raw_lock.mmap_read_lock(mm)
+        assert _contract(exc) == "mm-users"
+        return 0
+
+    setup.driver.action = raw_lock_dead
+    other.ioctl(fd, 0)
+    other.exit()
+
+
+def test_r7_read_guard_as_write_guard(setup: Setup) -> None:
+    """r7 twin: downgrade forced onto a read guard: unlock-balance report."""
+
+    def action(file: File[Mapping]) -> object:
+        user = _user(file)
+        try:
+            guard = user.mmap_read_lock()
+            with pytest.raises(KernelWarning) as exc:
+                MmapWriteGuard.downgrade(guard)  # type: ignore[arg-type]
+            assert _contract(exc) == "unlock-balance"
+            guard.unlock()
+        finally:
+            user.mmput()
+        return 0
+
+    setup.run(action)
+
+
+def test_r8_no_public_constructors() -> None:
+    """r8 twin: constructing a state without the private token is a TypeError."""
+    for cls in (VmAreaRef, VmAreaMut, VmAreaNew, VmAreaMixedMapRef, VmAreaOwnedRef):
+        with pytest.raises(TypeError, match="no public constructor"):
+            cls(object(), object(), object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="no public constructor"):
+        MmapReadGuard(object(), object(), object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="no public constructor"):
+        Page(object(), object(), object())  # type: ignore[arg-type]
+
+
+def test_r8_leaf_states_cannot_be_subclassed() -> None:
+    """r8 twin: subclassing a final state fails at run time too."""
+    for cls in (VmAreaMixedMapRef, VmAreaNew, VmAreaOwnedRef, MmapWriteGuard):
+        with pytest.raises(TypeError, match="final state"):
+            type("Forged", (cls,), {})
+
+
+def test_r9_bad_arguments(setup: Setup) -> None:
+    """r9 twin: a non-Page or a non-int address is a TypeError at run time."""
+
+    def action(file: File[Mapping]) -> object:
+        user = _user(file)
+        try:
+            with user.mmap_read_lock() as guard:
+                vma = guard.vma_lookup(setup.addr)
+                assert vma is not None
+                mixed = vma.as_mixedmap_vma()
+                assert mixed is not None
+                page = Page.alloc_page()
+                try:
+                    with pytest.raises(TypeError, match="Page"):
+                        mixed.vm_insert_page(vma.start, b"data")  # type: ignore[arg-type]
+                    with pytest.raises(TypeError, match="address"):
+                        mixed.vm_insert_page("0x1000", page)  # type: ignore[arg-type]
+                finally:
+                    page.free()
+        finally:
+            user.mmput()
+        return 0
+
+    setup.run(action)
+
+
+def test_missing_method_messages_name_the_fix(setup: Setup) -> None:
+    """An illegal call around the types tells the user the legal spelling."""
+
+    def action(file: File[Mapping]) -> object:
+        user = _user(file)
+        try:
+            with user.mmap_read_lock() as guard:
+                vma = guard.vma_lookup(setup.addr)
+                assert vma is not None
+                with pytest.raises(AttributeError, match="as_mixedmap_vma"):
+                    vma.vm_insert_page(vma.start, None)  # type: ignore[attr-defined]
+                with pytest.raises(AttributeError, match="->mmap"):
+                    vma.set_io()  # type: ignore[attr-defined]
+                with pytest.raises(AttributeError, match="write lock"):
+                    vma.set_dontcopy()  # type: ignore[attr-defined]
+        finally:
+            user.mmput()
+        return 0
+
+    setup.run(action)
+
+
+class _Unused(VmAreaRef):
+    """Subclassing a non-final state is allowed (the safe layer's own classes do it)."""
+
+    @override
+    def __repr__(self) -> str:
+        return "unused"
+
+
+def test_stale_error_names_what_ended_it(setup: Setup) -> None:
+    """A handle kept past its guard raises StaleReferenceError naming the unlock."""
+    kept: list[VmAreaRef] = []
+
+    def action(file: File[Mapping]) -> object:
+        user = _user(file)
+        try:
+            with user.mmap_read_lock() as guard:
+                vma = guard.vma_lookup(setup.addr)
+                assert vma is not None
+                kept.append(vma)
+        finally:
+            user.mmput()
+        with pytest.raises(StaleReferenceError, match=r"MmapReadGuard.unlock\(\)"):
+            _ = kept[0].start
+        return 0
+
+    setup.run(action)
