@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar, final
 from typing_extensions import override
 
 from . import _mm
+from ._page import Page
 from ._scope import _TOKEN, SafeObject, Scope, _Token, check_token, stale
 from .model import memory as _memory
 from .model import vma as _vmamod
@@ -30,7 +31,6 @@ from .model.vm_flags import (
 
 if TYPE_CHECKING:
     from ._fs import VmOperations
-    from ._page import Page
     from .model.mm_types import Vma
 
 __all__ = [
@@ -204,9 +204,8 @@ class VmAreaMixedMapRef(VmAreaRef):
         """``vm_insert_page``: map ``page`` at ``address`` (EFAULT outside the VMA, EBUSY if
         already mapped). The mapping takes its own page reference."""
         v = self._live()
-        from ._page import Page as _Page
-
-        if type(page) is not _Page:
+        # Page is imported at module level: an import statement here cost ~0.6 us per call.
+        if type(page) is not Page:
             raise TypeError(f"vm_insert_page needs a Page, got {type(page).__name__}")
         _memory.vm_insert_page(v, _int("address", address), page._live())
 

@@ -4,6 +4,8 @@ with the documented splat or error."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from safe_support import Mapping, Setup
 from typing_extensions import override
@@ -170,12 +172,13 @@ def test_r4_forbidden_flag_changes_raw(setup: Setup) -> None:
             with user.mmap_write_lock():
                 vma = setup.proc.mm.mm_mt.load(setup.addr)
                 assert vma is not None
-                for change in (
+                changes: list[Callable[[], None]] = [
                     lambda: raw_vma.vm_flags_set(vma, VM_WRITE),
                     lambda: raw_vma.vm_flags_set(vma, VM_HUGETLB),
                     lambda: raw_vma.vm_flags_set(vma, VM_PFNMAP),
                     lambda: raw_vma.vm_flags_clear(vma, 0x10000000),
-                ):
+                ]
+                for change in changes:
                     with pytest.raises(KernelWarning) as exc:
                         change()
                     seen.append(_contract(exc))
