@@ -11,13 +11,16 @@ from ._scope import _TOKEN, SafeObject, Scope, _Token, check_token, stale
 from .model import fork as _fork
 from .model import mmap_lock as _ml
 from .model.errors import StaleReferenceError
+from .model.mmap_lock import mmap_read_lock as _mmap_read_lock
+from .model.mmap_lock import mmap_read_unlock as _mmap_read_unlock
+
+_new = object.__new__
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from .model.kernel import Kernel
     from .model.mm_types import MmStruct, Vma
-    from .model.sched import Task
 
 __all__ = [
     "Mm",
@@ -158,9 +161,21 @@ class MmWithUser(Mm):
 
     def mmap_read_lock(self) -> MmapReadGuard:
         """``mmap_read_lock``: may sleep."""
-        mm = _check_users(self)
-        _ml.mmap_read_lock(mm)
-        return MmapReadGuard(_TOKEN, self, mm)
+        mm = self._mm
+        s = self._scope
+        if (
+            self._released
+            or self._kind == _COUNT
+            or mm.mm_users <= 0
+            or (s is not None and not s.alive)
+        ):
+            mm = _check_users(self)  # raises the right error
+        _mmap_read_lock(mm)
+        guard = _new(MmapReadGuard)  # MmapReadGuard.__init__, inlined: a hot path
+        guard.alive = True
+        guard._owner = self
+        guard._struct = mm
+        return guard
 
     def mmap_read_trylock(self) -> MmapReadGuard | None:
         """``mmap_read_trylock``: never sleeps; None when contended."""
@@ -235,29 +250,32 @@ class MmWithUserAsync(MmWithUser):
         _fork.mmput_async(mm)
 
 
-class _Guard(SafeObject):
-    """A held lock: valid until unlocked. Not thread-safe: unlock in the task that locked."""
+class _Guard(Scope):
+    """A held lock: valid until unlocked, and the scope of every handle taken through it.
+    Not thread-safe: unlock in the task that locked.
 
-    __slots__ = ("__weakref__", "_mm", "_owner", "_scope", "_struct", "_task")
+    Invariant: ``alive`` while the current task holds the lock through this guard. A guard
+    never unlocked is reported by lockdep when the task leaves the kernel ("lock held when
+    returning to user space") and at interpreter exit.
+    """
 
-    _what = "lock"
+    __slots__ = ("_owner", "_struct")
+
+    # Scope fields that are the same for every guard of a class (read-only class attributes:
+    # this object is created on every lock acquisition, so it sets only what varies).
+    what = "a lock"
+    detached_ok = False
 
     def __init__(self, _key: _Token, owner: MmWithUser, mm: MmStruct) -> None:
-        check_token(_key, type(self).__name__)
+        if _key is not _TOKEN:
+            check_token(_key, type(self).__name__)
+        self.alive = True
         self._owner = owner
         self._struct = mm
-        self._task: Task = mm.kernel.current
-        self._scope = Scope(mm.kernel, f"the {self._what} of mm {mm.id}")
-
-    def _release(self) -> None:
-        raise NotImplementedError
 
     def unlock(self) -> None:
         """Release the lock; every handle taken through this guard becomes stale."""
-        if not self._scope.alive:
-            stale(f"{type(self).__name__}.unlock()", self._scope)
-        self._release()
-        self._scope.end(f"{type(self).__name__}.unlock()")
+        raise NotImplementedError
 
     def __enter__(self) -> Self:
         return self
@@ -268,18 +286,8 @@ class _Guard(SafeObject):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._scope.alive:
+        if self.alive:
             self.unlock()
-
-    def __del__(self) -> None:
-        if not hasattr(self, "_scope"):  # the constructor refused (no token)
-            return
-        if self._scope.alive:
-            self._struct.kernel.leak(
-                f"{type(self).__name__} of mm {self._struct.id}",
-                f"{type(self).__name__} taken by {self._task.comm}/{self._task.pid} was "
-                "dropped without unlock()",
-            )
 
 
 class MmapReadGuard(_Guard):
@@ -290,20 +298,30 @@ class MmapReadGuard(_Guard):
     """
 
     __slots__ = ()
-    _what = "mmap read lock"
+    what = "the mmap read lock"
 
     @override
-    def _release(self) -> None:
-        _ml.mmap_read_unlock(self._struct)
+    def unlock(self) -> None:
+        """``mmap_read_unlock``; every handle taken through this guard becomes stale."""
+        if not self.alive:
+            stale("MmapReadGuard.unlock()", self)
+        _mmap_read_unlock(self._struct)
+        self.alive = False
+        self.ended_by = "MmapReadGuard.unlock()"
 
     def vma_lookup(self, addr: int) -> _virt.VmAreaRef | None:
         """``vma_lookup``: the VMA containing ``addr``, valid until this guard ends."""
-        if not self._scope.alive:
-            stale(f"{type(self).__name__}.vma_lookup()", self._scope)
-        vma = self._struct.mm_mt.load(_int("addr", addr))
+        if not self.alive:
+            stale(f"{type(self).__name__}.vma_lookup()", self)
+        if type(addr) is not int:
+            addr = _int("addr", addr)
+        vma = self._struct.mm_mt.load(addr)
         if vma is None:
             return None
-        return _virt.make_ref(_virt.VmAreaRef, vma, self._scope)
+        ref = _new(_virt.VmAreaRef)
+        ref._vma = vma
+        ref._scope = self
+        return ref
 
 
 @final
@@ -315,30 +333,36 @@ class MmapWriteGuard(MmapReadGuard):
     """
 
     __slots__ = ()
-    _what = "mmap write lock"
+    what = "the mmap write lock"
 
     @override
-    def _release(self) -> None:
+    def unlock(self) -> None:
+        """``mmap_write_unlock``; every handle taken through this guard becomes stale."""
+        if not self.alive:
+            stale("MmapWriteGuard.unlock()", self)
         _ml.mmap_write_unlock(self._struct)
+        self.alive = False
+        self.ended_by = "MmapWriteGuard.unlock()"
 
     @override
     def vma_lookup(self, addr: int) -> _virt.VmAreaMut | None:
         """``vma_lookup`` + ``vma_start_write``: the VMA at ``addr``, writable flags."""
-        if not self._scope.alive:
-            stale(f"{type(self).__name__}.vma_lookup()", self._scope)
+        if not self.alive:
+            stale(f"{type(self).__name__}.vma_lookup()", self)
         vma = self._struct.mm_mt.load(_int("addr", addr))
         if vma is None:
             return None
         _ml.vma_start_write(vma)
-        return _virt.make_ref(_virt.VmAreaMut, vma, self._scope)
+        return _virt.make_ref(_virt.VmAreaMut, vma, self)
 
     def downgrade(self) -> MmapReadGuard:
         """``mmap_write_downgrade``: keep a read lock. This guard and its VMA handles become
         stale; use the returned read guard."""
-        if not self._scope.alive:
-            stale(f"{type(self).__name__}.downgrade()", self._scope)
+        if not self.alive:
+            stale(f"{type(self).__name__}.downgrade()", self)
         _ml.mmap_write_downgrade(self._struct)
-        self._scope.end("MmapWriteGuard.downgrade()")
+        self.alive = False
+        self.ended_by = "MmapWriteGuard.downgrade()"
         return MmapReadGuard(_TOKEN, self._owner, self._struct)
 
 
@@ -350,19 +374,24 @@ class VmaReadGuard(_Guard):
     """
 
     __slots__ = ("_vma",)
-    _what = "per-VMA read lock"
+    what = "a per-VMA read lock"
 
     def __init__(self, _key: _Token, owner: MmWithUser, mm: MmStruct, vma: Vma) -> None:
         super().__init__(_key, owner, mm)
         self._vma = vma
 
     @override
-    def _release(self) -> None:
+    def unlock(self) -> None:
+        """``vma_end_read``; every handle taken through this guard becomes stale."""
+        if not self.alive:
+            stale("VmaReadGuard.unlock()", self)
         _ml.vma_end_read(self._vma)
+        self.alive = False
+        self.ended_by = "VmaReadGuard.unlock()"
 
     @property
     def vma(self) -> _virt.VmAreaRef:
         """The locked VMA, valid until this guard ends."""
-        if not self._scope.alive:
-            stale(f"{type(self).__name__}.vma", self._scope)
-        return _virt.make_ref(_virt.VmAreaRef, self._vma, self._scope)
+        if not self.alive:
+            stale(f"{type(self).__name__}.vma", self)
+        return _virt.make_ref(_virt.VmAreaRef, self._vma, self)

@@ -62,27 +62,39 @@ def check_token(key: _Token, cls: str) -> None:
         )
 
 
-@final
 class Scope(SafeObject):
-    """A lifetime: alive until :meth:`end` is called with the reason.
+    """A lifetime: alive until it ends, and then ``ended_by`` says why.
 
-    Invariant: once ended, it never becomes alive again; ``ended_by`` says why.
+    Lock guards are scopes themselves (one object per lock hold, with ``what`` and
+    ``detached_ok`` as class attributes); :class:`HookScope` is the scope of one call into
+    driver code. Invariant: once ended, a scope never becomes alive again.
     """
 
-    __slots__ = ("alive", "detached_ok", "ended_by", "kernel", "what")
+    __slots__ = ("alive", "ended_by")
 
-    def __init__(self, kernel: Kernel, what: str, *, detached_ok: bool = False) -> None:
-        self.kernel = kernel
-        self.what = what
-        self.alive = True
-        self.ended_by = ""
-        #: Handles may read a VMA that is already detached (inside ``->close``).
-        self.detached_ok = detached_ok
+    #: What the scope is, for messages ("the mmap read lock", "hello->mmap").
+    what: str
+    #: Handles may read a VMA that is already detached (inside ``->close``).
+    detached_ok: bool
 
     def end(self, why: str) -> None:
         """End the scope; handles that depend on it become stale."""
         self.alive = False
         self.ended_by = why
+
+
+@final
+class HookScope(Scope):
+    """The scope of one call into driver code (a hook, a shrinker, a test context)."""
+
+    __slots__ = ("detached_ok", "kernel", "what")
+
+    def __init__(self, kernel: Kernel, what: str, *, detached_ok: bool = False) -> None:
+        self.alive = True
+        self.ended_by = ""
+        self.kernel = kernel
+        self.what = what
+        self.detached_ok = detached_ok
 
 
 def stale(handle: str, scope: Scope) -> NoReturn:
@@ -93,7 +105,7 @@ def stale(handle: str, scope: Scope) -> NoReturn:
 
 
 _KERNEL: ContextVar[Kernel | None] = ContextVar("safemm_running_kernel", default=None)
-_HOOK_SCOPE: ContextVar[Scope | None] = ContextVar("safemm_hook_scope", default=None)
+_HOOK_SCOPE: ContextVar[HookScope | None] = ContextVar("safemm_hook_scope", default=None)
 
 
 def running_kernel(what: str) -> Kernel:
@@ -107,7 +119,7 @@ def running_kernel(what: str) -> Kernel:
     return k
 
 
-def hook_scope(what: str) -> Scope:
+def hook_scope(what: str) -> HookScope:
     """The scope of the hook invocation that is running now."""
     s = _HOOK_SCOPE.get()
     if s is None:
@@ -122,15 +134,15 @@ class HookCall:
     __slots__ = ("_k", "_s", "reason", "scope")
 
     _k: Token[Kernel | None]
-    _s: Token[Scope | None]
+    _s: Token[HookScope | None]
 
     def __init__(
         self, kernel: Kernel, what: str, reason: str, *, detached_ok: bool = False
     ) -> None:
-        self.scope = Scope(kernel, what, detached_ok=detached_ok)
+        self.scope = HookScope(kernel, what, detached_ok=detached_ok)
         self.reason = reason
 
-    def __enter__(self) -> Scope:
+    def __enter__(self) -> HookScope:
         self._k = _KERNEL.set(self.scope.kernel)
         self._s = _HOOK_SCOPE.set(self.scope)
         return self.scope

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Self, final
 
 from typing_extensions import override
 
-from ._scope import _TOKEN, SafeObject, Scope, _Token, check_token, running_kernel, stale
+from ._scope import _TOKEN, HookScope, SafeObject, _Token, check_token, running_kernel, stale
 from .model import locking as _locking
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class _LockGuard(SafeObject):
         check_token(_key, type(self).__name__)
         self._kernel = kernel
         self._lock = lock
-        self._scope = Scope(kernel, f"the hold of {lock.name}")
+        self._scope = HookScope(kernel, f"the hold of {lock.name}")
 
     def unlock(self) -> None:
         """Release the lock."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from safe_support import SampleDriver, Setup
 
 from safemm import Kernel
+
+from .safe_support import SampleDriver, Setup
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from safe_support import Mapping, Setup
 from typing_extensions import override
 
 from safemm import PAGE_SIZE, KernelBug, KernelWarning, StaleReferenceError
@@ -24,6 +23,8 @@ from safemm.virt import (
     VmAreaOwnedRef,
     VmAreaRef,
 )
+
+from .safe_support import Mapping, Setup
 
 
 def _user(file: File[Mapping]) -> MmWithUser:

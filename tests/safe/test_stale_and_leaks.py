@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 
 import pytest
-from safe_support import Mapping, SampleDriver, Setup
 from typing_extensions import override
 
 from safemm import (
@@ -22,6 +21,8 @@ from safemm.fs import File
 from safemm.mm import MmapReadGuard, MmWithUser
 from safemm.page import Page
 from safemm.virt import VmAreaMut, VmAreaNew, VmAreaRef
+
+from .safe_support import Mapping, SampleDriver, Setup
 
 
 def _user(file: File[Mapping]) -> MmWithUser:
@@ -186,7 +187,7 @@ def test_guard_held_on_return_is_reported() -> None:
 
     with pytest.raises(KernelWarning, match="lock held when returning"):
         s.run(action)
-    assert kept[0]._scope.alive
+    assert kept[0].alive
 
 
 def test_dropped_references_are_leaks() -> None:

@@ -1,0 +1,742 @@
+"""Scaling benchmarks: does the model cost what the kernel's data structures cost?
+
+Run ``python -m safemm.bench`` (``--json`` for machine-readable output). Every figure is a
+ratio measured within one run (DESIGN.md, "Speed"), so the verdicts do not depend on the
+machine:
+
+* **VMA operations at 64 and at 65,530 VMAs in one process.** A read of one byte of an
+  already-mapped page (``Process.read``, through the page-table path), an ``mmap`` without an
+  address hint, an ``munmap``, and an ``mprotect`` of one page in the middle of a mapping (a
+  three-way split). Target: every ratio at most 3 — logarithmic, like the kernel's maple tree
+  (a linear scan would be about 1000). A read of a present PTE never consults the VMA tree
+  (nor does the hardware), so the raw maple-tree ``vma_lookup`` (``mm_mt.load``) is reported
+  as an extra line, with the tree's height; so is the ``mprotect`` that merges the split back.
+  ``vm.max_map_count`` is raised by 8 above the large size, because ``split_vma`` refuses to
+  split at the limit (as Linux does).
+* **unmap_mapping_range** of one page of a file mapped by 1 VMA, against the same file mapped
+  by 1,000 VMAs spread over 100 processes of which only 10 overlap the page. Target: at most
+  20 times the single-VMA cost (the kernel keeps ``i_mmap`` in an interval tree, so the 990
+  other VMAs are never visited); the interval tree's ``nodes_visited`` is reported.
+* **The safe layer's overhead** over the raw model on the same work: take the mmap read lock,
+  look the VMA up, check VM_MIXEDMAP, insert a page, zap it, unlock. Target: at most 1.15.
+
+The address-space layout of the VMA benchmarks: ``n`` VMAs of three pages each, separated by
+one-page gaps (so no two merge) and alternating PROT_READ and PROT_READ|PROT_WRITE, packed
+just below ``mmap_base``, except for a single four-page hole in the middle. An ``mmap`` of two
+pages without a hint therefore has to find that hole by the tree's gap search (top-down, as
+x86 does); the ``munmap`` removes it again. Every measured operation leaves the address space
+as it found it, so repetitions are comparable; the benchmark checks that.
+
+Timing: ``time.perf_counter_ns`` around each operation (or each loop, for the reads and
+lookups); many short batches, the small and large cases (or raw and safe) alternating, after one
+untimed warm-up each. A cost is the median over batches of the per-batch mean; a ratio is the
+median over batch pairs of large/small, so that load from other processes during the run
+cancels. The cyclic garbage collector is paused while a batch runs (as ``timeit`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .model.fs import AddressSpace as _RawMapping
+    from .model.kernel import Kernel
+    from .model.mm_types import Vma
+    from .model.process import Process
+
+__all__ = [
+    "BenchResult",
+    "bench_safe_layer",
+    "bench_unmap_mapping_range",
+    "bench_vma_ops",
+    "main",
+    "run_all",
+]
+
+#: The VMA counts compared by :func:`bench_vma_ops` (64 and ``vm.max_map_count``).
+SMALL_VMAS = 64
+LARGE_VMAS = 65_530
+#: How many VMAs the measured reads, lookups and mprotects cycle over in each process.
+SAMPLE = 64
+
+PAGE = 4096
+#: Pages per VMA, and the gaps of the VMA layout (see the module docstring).
+VMA_PAGES = 3
+GAP_PAGES = 1
+HOLE_PAGES = 4
+MMAP_PAGES = 2
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One line of the report: a cost measured at a small and a large size.
+
+    Attributes:
+        name: What was measured.
+        small: Nanoseconds per operation in the small (or baseline) case: the median over
+            batches of the per-batch mean.
+        large: The same for the large (or compared) case.
+        ratio: ``large / small``, as the median over batches of the ratio between a large
+            batch and the small batch run next to it (robust against load changes during the
+            run, so it can differ a little from ``large / small``).
+        small_label: What "small" means for this line (e.g. "64 VMAs").
+        large_label: What "large" means for this line.
+        target: The largest acceptable ``ratio``, or None for an informational line.
+        details: Extra figures (e.g. interval-tree nodes visited), by name.
+    """
+
+    name: str
+    small: float
+    large: float
+    ratio: float
+    small_label: str
+    large_label: str
+    target: float | None = None
+    details: dict[str, int | float | str] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        """``"pass"`` or ``"FAIL"`` against the target; ``"info"`` without one."""
+        if self.target is None:
+            return "info"
+        return "pass" if self.ratio <= self.target else "FAIL"
+
+    def as_dict(self) -> dict[str, object]:
+        """The result as JSON-ready data (costs in nanoseconds per operation)."""
+        return {
+            "name": self.name.strip(),
+            "small_ns": round(self.small, 1),
+            "large_ns": round(self.large, 1),
+            "small_label": self.small_label,
+            "large_label": self.large_label,
+            "ratio": round(self.ratio, 3),
+            "target": self.target,
+            "verdict": self.verdict,
+            "details": dict(self.details),
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# timing
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector (as ``timeit`` does), collecting first."""
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _median(samples: Sequence[float]) -> float:
+    return float(statistics.median(samples))
+
+
+# A batch runs ``reps`` operations and returns their total time in ns, per named cost.
+_Batch = Callable[[int], dict[str, int]]
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """One cost measured on both sides: medians of the per-batch means, and the median of
+    the paired per-batch ratios."""
+
+    small: float
+    large: float
+    ratio: float
+
+
+def _interleaved(batches: int, reps: int, small: _Batch, large: _Batch) -> dict[str, _Pair]:
+    """Run the two batch functions alternately (which goes first alternates every round,
+    after one untimed warm-up each) and summarise every named cost they report."""
+    got: tuple[dict[str, list[float]], dict[str, list[float]]] = ({}, {})
+    fns = (small, large)
+    for fn in fns:
+        fn(max(1, reps // 4))
+    for b in range(batches):
+        order = (0, 1) if b % 2 == 0 else (1, 0)
+        for side in order:
+            with _no_gc():
+                totals = fns[side](reps)
+            for name, ns in totals.items():
+                got[side].setdefault(name, []).append(ns / reps)
+    out: dict[str, _Pair] = {}
+    for name, s in got[0].items():
+        lg = got[1][name]
+        ratios = [b / a if a > 0 else float("inf") for a, b in zip(s, lg, strict=True)]
+        out[name] = _Pair(_median(s), _median(lg), _median(ratios))
+    return out
+
+
+def _result(
+    name: str,
+    pair: _Pair,
+    labels: tuple[str, str],
+    target: float | None = None,
+    details: Mapping[str, int | float | str] | None = None,
+) -> BenchResult:
+    return BenchResult(
+        name, pair.small, pair.large, pair.ratio, labels[0], labels[1], target, dict(details or {})
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# VMA operations at 64 and 65,530 VMAs
+
+
+@dataclass
+class _Layout:
+    """A process whose address space follows the benchmark layout (module docstring)."""
+
+    process: Process
+    #: Start address of each VMA, highest first.
+    starts: list[int]
+    #: Where the two-page mmap without a hint must land (the top of the middle hole).
+    hole_target: int
+
+
+def _build_layout(kernel: Kernel, n: int) -> _Layout:
+    """Spawn a process and map ``n`` non-mergeable three-page VMAs below ``mmap_base``."""
+    from .model.mman import MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE
+
+    p = kernel.spawn(f"bench{n}")
+    top = p.mm.mmap_base
+    starts: list[int] = []
+    end = top
+    hole_target = 0
+    for i in range(n):
+        if i == n // 2:
+            # The gap below the previous VMA grows to HOLE_PAGES; a top-down search puts the
+            # new mapping at the top of it.
+            hole_target = end + (GAP_PAGES - MMAP_PAGES) * PAGE
+            end -= (HOLE_PAGES - GAP_PAGES) * PAGE
+        start = end - VMA_PAGES * PAGE
+        prot = PROT_READ if i % 2 else PROT_READ | PROT_WRITE
+        p.mmap(start, VMA_PAGES * PAGE, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED)
+        starts.append(start)
+        end = start - GAP_PAGES * PAGE
+    if len(p.mm.mm_mt) != n:
+        raise AssertionError(f"layout has {len(p.mm.mm_mt)} VMAs, wanted {n} (some merged)")
+    return _Layout(p, starts, hole_target)
+
+
+def _sample(starts: list[int], k: int) -> list[int]:
+    """``k`` VMA starts spread evenly over the address space (all of them if fewer)."""
+    n = len(starts)
+    if n <= k:
+        return list(starts)
+    return [starts[(i * n) // k + (n // k) // 2] for i in range(k)]
+
+
+def _vma_batches(layout: _Layout) -> tuple[_Batch, _Batch, dict[str, int]]:
+    """The batch functions of one process: the stateless reads and lookups, the mutating
+    operations, and a dict the latter fill with the gap search's ``nodes_visited``."""
+    from .model.mman import MAP_ANONYMOUS, MAP_PRIVATE, PROT_EXEC, PROT_NONE, PROT_READ
+
+    p = layout.process
+    mm = p.mm
+    load = mm.mm_mt.load
+    read = p.read
+    vma_starts = _sample(layout.starts, SAMPLE)
+    # Middle page of each sampled VMA: mapped (prefaulted) for the reads, split by mprotect.
+    mids = [s + PAGE for s in vma_starts]
+    for a in mids:
+        read(a, 1)
+    prots = [_prot_of(mm.mm_mt.load(a)) for a in mids]
+    n_vmas = len(mm.mm_mt)
+    mmap_len = MMAP_PAGES * PAGE
+    # PROT_READ|PROT_EXEC differs from both neighbours' protections: the new VMA never merges.
+    mmap_prot = PROT_READ | PROT_EXEC
+    mmap_flags = MAP_PRIVATE | MAP_ANONYMOUS
+    stats: dict[str, int] = {}
+    counters = p.kernel.counters
+
+    def lookups(reps: int) -> dict[str, int]:
+        clock = time.perf_counter_ns
+        n = len(mids)
+        rounds = max(1, reps // n)
+        t_read = 0
+        t_load = 0
+        faults = counters.pgfault
+        for _ in range(rounds):
+            t0 = clock()
+            for a in mids:
+                read(a, 1)
+            t1 = clock()
+            for a in mids:
+                load(a)
+            t2 = clock()
+            t_read += t1 - t0
+            t_load += t2 - t1
+        if counters.pgfault != faults:
+            raise AssertionError("a measured read faulted: the page was not mapped")
+        scale = reps / (rounds * n)
+        return {"read": int(t_read * scale), "load": int(t_load * scale)}
+
+    def mutations(reps: int) -> dict[str, int]:
+        clock = time.perf_counter_ns
+        t_mmap = t_munmap = t_split = t_merge = 0
+        n = len(mids)
+        for i in range(reps):
+            t0 = clock()
+            a = p.mmap(None, mmap_len, mmap_prot, mmap_flags)
+            t1 = clock()
+            visited = mm.mm_mt.nodes_visited
+            p.munmap(a, mmap_len)
+            t2 = clock()
+            mid = mids[i % n]
+            p.mprotect(mid, PAGE, PROT_NONE)
+            t3 = clock()
+            if i == 0 and len(mm.mm_mt) != n_vmas + 2:
+                raise AssertionError("the mprotect did not split the VMA in three")
+            p.mprotect(mid, PAGE, prots[i % n])
+            t4 = clock()
+            t_mmap += t1 - t0
+            t_munmap += t2 - t1
+            t_split += t3 - t2
+            t_merge += t4 - t3
+            if a != layout.hole_target:
+                raise AssertionError(f"mmap landed at {a:#x}, not in the hole")
+            stats["gap_search_nodes"] = max(stats.get("gap_search_nodes", 0), visited)
+        if len(mm.mm_mt) != n_vmas:
+            raise AssertionError(f"{len(mm.mm_mt)} VMAs after the batch, {n_vmas} before")
+        return {"mmap": t_mmap, "munmap": t_munmap, "split": t_split, "merge": t_merge}
+
+    return lookups, mutations, stats
+
+
+def _prot_of(vma: Vma | None) -> int:
+    from .model.mman import PROT_READ, PROT_WRITE
+    from .model.vm_flags import VM_READ, VM_WRITE
+
+    if vma is None:
+        raise AssertionError("sampled address is not mapped")
+    return (PROT_READ if vma.vm_flags & VM_READ else 0) | (
+        PROT_WRITE if vma.vm_flags & VM_WRITE else 0
+    )
+
+
+def bench_vma_ops(
+    small: int = SMALL_VMAS,
+    large: int = LARGE_VMAS,
+    *,
+    reps: int = 100,
+    batches: int = 21,
+    lookup_reps: int = 1024,
+) -> list[BenchResult]:
+    """Measure the per-VMA-count costs (module docstring) at ``small`` and ``large`` VMAs.
+
+    Args:
+        small: VMAs in the small process (at least 2).
+        large: VMAs in the large process (at least 2).
+        reps: Mutating operations (mmap+munmap, mprotect split+merge) per batch.
+        batches: Batches per size; the median batch counts.
+        lookup_reps: Reads and lookups per batch.
+
+    Returns:
+        Results for the read, the raw lookup, mmap, munmap, the mprotect split and the merge.
+    """
+    from .model.kernel import Kernel
+
+    if small < 2 or large < 2:
+        raise ValueError("need at least 2 VMAs per process")
+    # A three-way split needs two VMAs of headroom below vm.max_map_count (split_vma refuses
+    # at the limit, as Linux does), so the limit is raised just above the largest size.
+    k = Kernel(max_map_count=max(large, small) + 8)
+    lay_s = _build_layout(k, small)
+    lay_l = _build_layout(k, large)
+    look_s, mut_s, st_s = _vma_batches(lay_s)
+    look_l, mut_l, st_l = _vma_batches(lay_l)
+    look = _interleaved(batches, lookup_reps, look_s, look_l)
+    mut = _interleaved(batches, reps, mut_s, mut_l)
+    if k.dmesg:
+        raise AssertionError("the benchmark produced kernel reports:\n" + "\n".join(k.dmesg))
+    labels = (f"{small:,} VMAs", f"{large:,} VMAs")
+    heights = {
+        "tree_height_small": lay_s.process.mm.mm_mt.height(),
+        "tree_height_large": lay_l.process.mm.mm_mt.height(),
+    }
+    gap_nodes = {
+        "gap_search_nodes_small": st_s.get("gap_search_nodes", 0),
+        "gap_search_nodes_large": st_l.get("gap_search_nodes", 0),
+    }
+    return [
+        _result("VMA lookup (read of a mapped page)", look["read"], labels, 3),
+        _result("  raw maple-tree vma_lookup", look["load"], labels, None, heights),
+        _result("mmap, no address hint", mut["mmap"], labels, 3, gap_nodes),
+        _result("munmap", mut["munmap"], labels, 3),
+        _result("mprotect 1 page mid-VMA (split)", mut["split"], labels, 3),
+        _result("  mprotect back (merge)", mut["merge"], labels),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# unmap_mapping_range over i_mmap
+
+
+#: The file page offset that every benchmark ``unmap_mapping_range`` call zaps.
+TARGET_PGOFF = 10_000
+#: Pages per file VMA; every VMA that overlaps the target starts at most 3 pages before it.
+FILE_VMA_PAGES = 4
+
+
+class _BenchDriver:
+    """Identifies the benchmark's device driver (the ``owner`` of its hooks)."""
+
+    __slots__ = ()
+
+
+def _register_mixedmap_device(kernel: Kernel, path: str, owner: object) -> None:
+    """A device whose ``->mmap`` sets VM_MIXEDMAP; all its opens share one address space."""
+    from .model.fs import File, FileOperationsStruct
+    from .model.vm_flags import VM_MIXEDMAP
+    from .model.vma import vm_flags_set
+
+    def mmap(file: File, vma: Vma) -> None:
+        vm_flags_set(vma, VM_MIXEDMAP)
+
+    kernel.register_device(path, FileOperationsStruct("bench_mixedmap", mmap=mmap, owner=owner))
+
+
+@dataclass
+class _FileMappings:
+    """A file mapped by many VMAs (see :func:`_build_file_mappings`)."""
+
+    kernel: Kernel
+    mapping: _RawMapping
+    #: The VMAs that overlap the target page, with the address of that page in each.
+    hits: list[tuple[Vma, int]]
+    nr_vmas: int
+
+
+def _build_file_mappings(n_procs: int, vmas_per_proc: int, n_hits: int) -> _FileMappings:
+    """One file mapped ``n_procs * vmas_per_proc`` times, ``n_hits`` of them over the target.
+
+    The overlapping VMAs are spread over the processes; the others map file offsets far below
+    and far above the target, so the interval tree has to prune on both sides.
+    """
+    from .model.kernel import Kernel
+    from .model.mman import MAP_SHARED, PROT_READ
+
+    k = Kernel()
+    path = "/dev/bench_mixedmap"
+    _register_mixedmap_device(k, path, _BenchDriver())
+    total = n_procs * vmas_per_proc
+    if not 1 <= n_hits <= total:
+        raise ValueError(f"n_hits must be in [1, {total}]")
+    stride = total // n_hits
+    misses_below = (total - n_hits) // 2
+    length = FILE_VMA_PAGES * PAGE
+    hits: list[tuple[Vma, int]] = []
+    mapping: _RawMapping | None = None
+    hit_no = miss_no = 0
+    for j in range(n_procs):
+        p = k.spawn(f"umr{j}")
+        fd = p.open(path)
+        for m in range(vmas_per_proc):
+            g = j * vmas_per_proc + m
+            if g % stride == 0 and hit_no < n_hits:
+                # Overlaps the target: starts 0-3 pages before it.
+                pgoff = TARGET_PGOFF - hit_no % FILE_VMA_PAGES
+                hit_no += 1
+            elif miss_no < misses_below:
+                pgoff = miss_no * 2 * FILE_VMA_PAGES
+                miss_no += 1
+            else:
+                pgoff = TARGET_PGOFF + 16 * FILE_VMA_PAGES + (miss_no - misses_below) * 8
+                miss_no += 1
+            addr = p.mmap(None, length, PROT_READ, MAP_SHARED, fd, pgoff * PAGE)
+            vma = p.mm.mm_mt.load(addr)
+            assert vma is not None
+            if vma.vm_pgoff <= TARGET_PGOFF < vma.vm_pgoff + vma.pages:
+                hits.append((vma, addr + (TARGET_PGOFF - vma.vm_pgoff) * PAGE))
+            f = vma.vm_file
+            assert f is not None
+            if mapping is not None and f.f_mapping is not mapping:
+                raise AssertionError("the opens of the device do not share one address space")
+            mapping = f.f_mapping
+    assert mapping is not None
+    if len(hits) != n_hits or len(mapping.i_mmap) != total:
+        raise AssertionError(
+            f"{len(hits)} overlapping VMAs (wanted {n_hits}), {len(mapping.i_mmap)} in i_mmap "
+            f"(wanted {total})"
+        )
+    return _FileMappings(k, mapping, hits, total)
+
+
+def _unmap_batch(fm: _FileMappings) -> tuple[_Batch, list[int]]:
+    """Time ``unmap_mapping_range`` of the target page, re-inserting it (untimed) each time.
+
+    Returns the batch function and a list that collects ``nodes_visited`` of each query.
+    """
+    from .model.memory import unmap_mapping_range, vm_insert_page
+    from .model.mmap_lock import mmap_read_lock, mmap_read_unlock
+    from .model.page_alloc import GFP_KERNEL, PageKind
+
+    k = fm.kernel
+    mapping = fm.mapping
+    hits = fm.hits
+    task = next(iter(k.processes.values())).task
+    visited: list[int] = []
+    with k.enter(task, "bench setup"):
+        page = k.pages.alloc_page(int(GFP_KERNEL), PageKind.KERNEL)
+    start = TARGET_PGOFF * PAGE
+
+    def batch(reps: int) -> dict[str, int]:
+        clock = time.perf_counter_ns
+        total = 0
+        with k.enter(task, "bench unmap_mapping_range"):
+            for _ in range(reps):
+                for vma, addr in hits:
+                    mm = vma.vm_mm
+                    mmap_read_lock(mm)
+                    vm_insert_page(vma, addr, page)
+                    mmap_read_unlock(mm)
+                zapped = k.counters.ptes_zapped
+                t0 = clock()
+                unmap_mapping_range(mapping, start, PAGE)
+                total += clock() - t0
+                if k.counters.ptes_zapped - zapped != len(hits):
+                    raise AssertionError("unmap_mapping_range did not zap every inserted page")
+                visited.append(mapping.i_mmap.nodes_visited)
+        return {"unmap": total}
+
+    return batch, visited
+
+
+def bench_unmap_mapping_range(
+    *,
+    n_procs: int = 100,
+    vmas_per_proc: int = 10,
+    n_hits: int = 10,
+    reps: int = 100,
+    batches: int = 21,
+) -> list[BenchResult]:
+    """``unmap_mapping_range`` of one page: a file mapped by 1 VMA against one mapped by
+    ``n_procs * vmas_per_proc`` VMAs of which ``n_hits`` overlap the page.
+
+    Args:
+        n_procs: Processes mapping the file in the large case.
+        vmas_per_proc: VMAs per process in the large case.
+        n_hits: How many of those VMAs overlap the page.
+        reps: Calls per batch.
+        batches: Batches per case; the median batch counts.
+
+    Returns:
+        One result; ``details`` has the interval tree's ``nodes_visited`` per query.
+    """
+    one = _build_file_mappings(1, 1, 1)
+    many = _build_file_mappings(n_procs, vmas_per_proc, n_hits)
+    b1, v1 = _unmap_batch(one)
+    bn, vn = _unmap_batch(many)
+    got = _interleaved(batches, reps, b1, bn)
+    for fm in (one, many):
+        if fm.kernel.dmesg:
+            raise AssertionError("kernel reports:\n" + "\n".join(fm.kernel.dmesg))
+    return [
+        _result(
+            "unmap_mapping_range, 1 page",
+            got["unmap"],
+            ("1 VMA", f"{many.nr_vmas:,} VMAs/{n_procs} procs, {n_hits} hit"),
+            20,
+            {
+                "nodes_visited_small": max(v1, default=0),
+                "nodes_visited_large": max(vn, default=0),
+                "vmas_large": many.nr_vmas,
+                "overlapping_large": n_hits,
+            },
+        )
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# safe layer overhead
+
+
+def bench_safe_layer(*, reps: int = 300, batches: int = 31) -> list[BenchResult]:
+    """The same lock/lookup/check/insert/zap/unlock cycle through the raw model and through
+    the safe layer, on one kernel, process and VMA, in interleaved batches.
+
+    Args:
+        reps: Cycles per batch.
+        batches: Batches per side; the median batch counts.
+
+    Returns:
+        One result: ``small`` is the raw model, ``large`` the safe layer.
+    """
+    from .model.kernel import Kernel
+    from .model.memory import vm_insert_page, zap_page_range_single
+    from .model.mman import MAP_SHARED, PROT_READ
+    from .model.mmap_lock import mmap_read_lock, mmap_read_unlock, vma_lookup
+    from .model.page_alloc import GFP_KERNEL, PageKind
+    from .model.vm_flags import VM_MIXEDMAP
+    from .page import Page
+    from .task import current
+    from .testing import driver_context
+
+    k = Kernel()
+    owner = _BenchDriver()
+    path = "/dev/bench_mixedmap"
+    _register_mixedmap_device(k, path, owner)
+    p = k.spawn("safe")
+    fd = p.open(path)
+    addr = p.mmap(None, 4 * PAGE, PROT_READ, MAP_SHARED, fd, 0) + PAGE
+    mm = p.mm
+    with driver_context(k, p, owner):
+        raw_page = k.pages.alloc_page(int(GFP_KERNEL), PageKind.KERNEL)
+        safe_page = Page.alloc_page()
+        user = current().mm()
+        assert user is not None
+
+        counters = k.counters
+
+        def raw(reps: int) -> dict[str, int]:
+            clock = time.perf_counter_ns
+            zapped = counters.ptes_zapped
+            t0 = clock()
+            for _ in range(reps):
+                mmap_read_lock(mm)
+                vma = vma_lookup(mm, addr)
+                if vma is None or not vma.vm_flags & VM_MIXEDMAP:
+                    raise AssertionError("no VM_MIXEDMAP VMA")
+                vm_insert_page(vma, addr, raw_page)
+                zap_page_range_single(vma, addr, PAGE)
+                mmap_read_unlock(mm)
+            t1 = clock()
+            if counters.ptes_zapped - zapped != reps:
+                raise AssertionError("not every raw cycle inserted and zapped a page")
+            return {"cycle": t1 - t0}
+
+        def safe(reps: int) -> dict[str, int]:
+            clock = time.perf_counter_ns
+            zapped = counters.ptes_zapped
+            t0 = clock()
+            for _ in range(reps):
+                guard = user.mmap_read_lock()
+                vma = guard.vma_lookup(addr)
+                mixed = None if vma is None else vma.as_mixedmap_vma()
+                if mixed is None:
+                    raise AssertionError("no VM_MIXEDMAP VMA")
+                mixed.vm_insert_page(addr, safe_page)
+                mixed.zap_page_range_single(addr, PAGE)
+                guard.unlock()
+            t1 = clock()
+            if counters.ptes_zapped - zapped != reps:
+                raise AssertionError("not every safe cycle inserted and zapped a page")
+            return {"cycle": t1 - t0}
+
+        got = _interleaved(batches, reps, raw, safe)
+        safe_page.free()
+        k.pages.put_page(raw_page, "bench")
+    if k.dmesg:
+        raise AssertionError("kernel reports:\n" + "\n".join(k.dmesg))
+    return [
+        _result(
+            "safe layer: lock+lookup+insert+zap", got["cycle"], ("raw model", "safe layer"), 1.15
+        )
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+def run_all(
+    *, small: int = SMALL_VMAS, large: int = LARGE_VMAS, scale: float = 1.0
+) -> list[BenchResult]:
+    """Run every benchmark; ``scale`` multiplies the repetition counts."""
+
+    def n(x: int) -> int:
+        return max(1, round(x * scale))
+
+    out = bench_vma_ops(small, large, reps=n(100), lookup_reps=n(1024))
+    out += bench_unmap_mapping_range(reps=n(100))
+    out += bench_safe_layer(reps=n(300))
+    return out
+
+
+def _fmt_ns(ns: float) -> str:
+    if ns >= 1e6:
+        return f"{ns / 1e6:.2f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.2f} us"
+    return f"{ns:.0f} ns"
+
+
+def format_table(results: Sequence[BenchResult]) -> str:
+    """The results as a plain-text table (costs per operation)."""
+    rows = [("benchmark", "small", "large", "ratio", "target", "verdict")]
+    for r in results:
+        rows.append(
+            (
+                r.name,
+                _fmt_ns(r.small),
+                _fmt_ns(r.large),
+                f"{r.ratio:.2f}",
+                "-" if r.target is None else f"<= {r.target:g}",
+                r.verdict,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for i, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])]
+        cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    legend: dict[tuple[str, str], list[str]] = {}
+    for r in results:
+        legend.setdefault((r.small_label, r.large_label), []).append(r.name.strip())
+    lines.append("")
+    for (s, lg), names in legend.items():
+        lines.append(f"small = {s}, large = {lg}: {'; '.join(names)}")
+    for r in results:
+        if r.details:
+            extra = ", ".join(f"{k}={v}" for k, v in r.details.items())
+            lines.append(f"{r.name.strip()}: {extra}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: print the table (or JSON with ``--json``); exit 1 if a target fails."""
+    ap = argparse.ArgumentParser(prog="python -m safemm.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ap.add_argument("--small", type=int, default=SMALL_VMAS, help="VMAs in the small process")
+    ap.add_argument("--large", type=int, default=LARGE_VMAS, help="VMAs in the large process")
+    ap.add_argument(
+        "--scale", type=float, default=1.0, help="multiply the repetition counts (default 1)"
+    )
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    results = run_all(small=args.small, large=args.large, scale=args.scale)
+    elapsed = time.perf_counter() - t0
+    if args.json:
+        doc = {
+            "python": sys.version.split()[0],
+            "elapsed_s": round(elapsed, 2),
+            "results": [r.as_dict() for r in results],
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        print(format_table(results))
+        print(f"\n(python {sys.version.split()[0]}, {elapsed:.1f} s)")
+    return 0 if all(r.verdict != "FAIL" for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
