@@ -8,12 +8,13 @@ from typing_extensions import override
 
 from . import _mm
 from ._scope import _TOKEN, SafeObject, _Token, check_token, hook_scope, running_kernel
+from .model import sched as _sched
 
 if TYPE_CHECKING:
     from ._scope import Scope
     from .model.sched import Task as _RawTask
 
-__all__ = ["Task", "current"]
+__all__ = ["Task", "current", "msleep"]
 
 
 @final
@@ -58,3 +59,15 @@ def current() -> Task:
     """The task running the current driver hook (``current!()``)."""
     k = running_kernel("current()")
     return Task(_TOKEN, k.current, hook_scope("current()"))
+
+
+def msleep(msecs: int) -> None:
+    """``msleep``: sleep for ``msecs`` milliseconds (``kernel::time::delay::fsleep``).
+
+    Sleeping is illegal while a :class:`~safemm.sync.SpinLockGuard` is held (or inside a list
+    walk): the model reports "BUG: sleeping function called from invalid context" and, if that
+    does not raise, "scheduling while atomic" — see :func:`safemm.model.sched.msleep`.
+    """
+    if isinstance(msecs, bool) or not isinstance(msecs, int):
+        raise TypeError(f"msecs must be an int, got {type(msecs).__name__}")
+    _sched.msleep(running_kernel("msleep()"), msecs)

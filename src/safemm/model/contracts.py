@@ -217,6 +217,14 @@ CONTRACTS: dict[str, Contract] = dict(
             "pass an address range inside [vma.start, vma.end)",
         ),
         _c(
+            "zap-vma-ptes",
+            "zap_vma_ptes zaps only VM_PFNMAP ranges inside the VMA; elsewhere it silently does "
+            "nothing",
+            "mm/memory.c zap_vma_ptes (6.12: returns unless VM_PFNMAP); review H13",
+            "use zap_page_range_single (VmAreaRef.zap_page_range_single) or unmap_mapping_range",
+            kernel_checks=False,
+        ),
+        _c(
             "mmap-hook",
             "->mmap must not move the VMA nor add VM_MAYWRITE",
             "mm/mmap.c mmap_region WARN_ON_ONCE(addr != vma->vm_start)",
@@ -249,9 +257,9 @@ CONTRACTS: dict[str, Contract] = dict(
         _c(
             "use-after-free",
             "an object freed after an RCU grace period must not be used afterwards",
-            "kernel/rcu/tree.c; review (Jann Horn on scheduling while atomic)",
+            "mm/kasan/report.c kasan_report (CONFIG_KASAN); kernel/rcu/tree.c; review (Jann Horn "
+            "on scheduling while atomic)",
             "never sleep inside an RCU read-side section (spinlock held)",
-            kernel_checks=False,
         ),
     ]
 )

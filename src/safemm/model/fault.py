@@ -48,7 +48,9 @@ def access_error(write: bool, vma: Vma) -> bool:
 
 
 def _deliver(mm: MmStruct, addr: int, fault: int, vma: Vma) -> None:
-    """``mm_fault_error``: turn a failed fault into a signal."""
+    """``mm_fault_error``: turn a failed fault into a signal (VM_FAULT_OOM: the model has no
+    OOM killer, so ENOMEM; VM_FAULT_SIGBUS: SIGBUS; VM_FAULT_SIGSEGV: SIGSEGV with
+    SEGV_MAPERR, as ``bad_area_nosemaphore`` sends)."""
     if fault & VM_FAULT_OOM:
         raise KernelError(
             errno.ENOMEM,
@@ -57,7 +59,8 @@ def _deliver(mm: MmStruct, addr: int, fault: int, vma: Vma) -> None:
     if fault & VM_FAULT_SIGBUS:
         raise BusError(addr, f"the fault handler of {vma!r} returned VM_FAULT_SIGBUS")
     if fault & VM_FAULT_SIGSEGV:
-        raise SegmentationFault(addr, SEGV_ACCERR, f"fault handler refused {addr:#x}")
+        # x86 mm_fault_error: bad_area_nosemaphore(), i.e. SEGV_MAPERR.
+        raise SegmentationFault(addr, SEGV_MAPERR, f"fault handler refused {addr:#x}")
 
 
 def do_user_addr_fault(mm: MmStruct, addr: int, write: bool) -> None:

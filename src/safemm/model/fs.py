@@ -87,16 +87,20 @@ class Inode:
     """An ``inode``: ``kind`` is "chr" (a device node), "anon" (``alloc_anon_inode``),
     "shmem" (shared anonymous memory) or "hugetlbfs".
 
+    ``i_size`` is the file size in bytes; only shmem uses it (a fault at or past it is
+    SIGBUS, ``shmem_get_folio_gfp``), the other kinds leave it 0.
+
     Invariant: ``i_mapping`` is this inode's own address space.
     """
 
-    __slots__ = ("device", "i_mapping", "ino", "kernel", "kind")
+    __slots__ = ("device", "i_mapping", "i_size", "ino", "kernel", "kind")
 
     def __init__(self, kernel: Kernel, kind: str, device: Device | None = None) -> None:
         self.kernel = kernel
         self.ino = next(_inos)
         self.kind = kind
         self.device = device
+        self.i_size = 0
         self.i_mapping = AddressSpace(self)
 
     def evict(self) -> None:
@@ -195,10 +199,12 @@ def alloc_anon_inode(kernel: Kernel) -> Inode:
     return Inode(kernel, "anon")
 
 
-def shmem_file_setup(kernel: Kernel, kind: str = "shmem") -> File:
+def shmem_file_setup(kernel: Kernel, kind: str = "shmem", size: int = 0) -> File:
     """``shmem_zero_setup``/``hugetlb_file_setup``: the unnamed file behind a shared
-    anonymous (or hugetlb) mapping; it is referenced only by its VMAs."""
+    anonymous (or hugetlb) mapping, ``size`` bytes long (the mapping's length at mmap time:
+    growing the mapping later does not grow the file); it is referenced only by its VMAs."""
     inode = Inode(kernel, kind)
+    inode.i_size = size
     path = "/dev/zero (deleted)" if kind == "shmem" else "/anon_hugepage (deleted)"
     return File(kernel, inode, None, FMODE_READ | FMODE_WRITE, path)
 

@@ -54,7 +54,10 @@ def _check_vmas(k: Kernel, mm: MmStruct, mappings: dict[int, AddressSpace]) -> N
                 _fail("i_mmap", f"file {vma!r} of mm {mm.id} is missing from i_mmap of {f.path}")
         if vma.readers:
             _fail("vma-lock", f"{vma!r} is still read-locked by {vma.readers}")
-    if count != mm.map_count or count > k.max_map_count:
+    # do_mmap refuses only when map_count > sysctl_max_map_count, so a mapping made at
+    # exactly the limit takes the mm one above it; nothing goes further (split_vma refuses
+    # at the limit, munmap's unchecked splits are followed by removals).
+    if count != mm.map_count or count > k.max_map_count + 1:
         _fail(
             "map-count",
             f"mm {mm.id} has {count} VMAs, map_count {mm.map_count}, limit {k.max_map_count}",

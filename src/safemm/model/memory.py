@@ -3,14 +3,15 @@
 Each function names the kernel function it mirrors and follows its checks in the kernel's
 order, with the kernel's errno values: ``vm_insert_page`` (§4.3 of the semantics notes),
 ``vm_insert_pages``, ``vm_map_pages``, ``vmf_insert_pfn``, ``vmf_insert_mixed``,
-``remap_pfn_range``, ``zap_page_range_single``, ``unmap_mapping_range`` (and the trylock variant
-Jann Horn proposed for reclaim), ``copy_page_range`` for fork and ``handle_mm_fault`` with the
-anonymous, file, copy-on-write and write-protect fault paths.
+``remap_pfn_range``, ``zap_page_range_single``, ``zap_vma_ptes``, ``unmap_mapping_range`` (and
+the trylock variant Jann Horn proposed for reclaim), ``copy_page_range`` for fork and
+``handle_mm_fault`` with the anonymous, file, copy-on-write and write-protect fault paths.
 
 Beyond the kernel, in strict mode (``Kernel(strict=True)``, the default) the model also reports
 a driver inserting into or zapping a VMA that is not its own (H3), a 4K page inserted into a
-hugetlb VMA (H3c), VM_MIXEDMAP set on a VMA with a userfaultfd context (H8), a driver page made
-writable by a write fault (H9) and a VMA used without its locks (H12).
+hugetlb VMA (H3c), VM_MIXEDMAP set on a VMA with a userfaultfd context (H8, through
+``vm_flags_set``), a driver page made writable by a write fault (H9), a VMA used without its
+locks (H12) and a ``zap_vma_ptes`` that silently does nothing (H13).
 
 Simplifications: no swap, no THP, no page cache readahead or writeback; dirty bits are tracked
 but never written back; TLB flushes are implicit.
@@ -37,6 +38,7 @@ from .mm_types import (
 from .mman import HPAGE_SHIFT, PAGE_SHIFT, PAGE_SIZE
 from .mmap_lock import (
     mmap_read_trylock,
+    mmap_read_unlock,
     vma_assert_locked,
     vma_end_read,
 )
@@ -57,6 +59,7 @@ from .vm_flags import (
     VM_WRITE,
     is_cow_mapping,
     pte_writable_for,
+    vma_flags_accessible,
 )
 
 if TYPE_CHECKING:
@@ -76,6 +79,7 @@ __all__ = [
     "vmf_insert_mixed",
     "vmf_insert_pfn",
     "zap_page_range_single",
+    "zap_vma_ptes",
 ]
 
 _M = "mm/memory.c:"
@@ -147,6 +151,23 @@ def vm_mixed_zeropage_allowed(vma: Vma) -> bool:
     return ops is not None and ops.pfn_mkwrite is not None and bool(flags & VM_IO)
 
 
+def vma_wants_writenotify(vma: Vma) -> bool:
+    """``vma_wants_writenotify`` (mm/mmap.c), for the cases the model has: a shared writable
+    VMA whose vm_ops ask to be told of the first write (``->page_mkwrite`` or
+    ``->pfn_mkwrite``) gets read-only PTEs (``vma_set_page_prot``), so that write faults
+    (``do_wp_page``)."""
+    if vma.vm_flags & (VM_WRITE | VM_SHARED) != VM_WRITE | VM_SHARED:
+        return False
+    ops = vma.vm_ops
+    return ops is not None and (ops.page_mkwrite is not None or ops.pfn_mkwrite is not None)
+
+
+def pte_write_for_vma(vma: Vma) -> bool:
+    """Whether a PTE built from ``vma->vm_page_prot`` is writable: a shared writable mapping
+    (``pte_writable_for``) without write notification (``vma_wants_writenotify``)."""
+    return pte_writable_for(vma.vm_flags) and not vma_wants_writenotify(vma)
+
+
 def _get_locked_pte_check(vma: Vma, addr: int, where: str) -> None:
     """``get_locked_pte`` → ``walk_to_pmd``: refuse a 4K table over a huge PMD (H3c)."""
     k = _kernel(vma)
@@ -210,17 +231,10 @@ def _mixedmap_bug_checks(vma: Vma, where: str) -> None:
 
 
 def _do_set_mixedmap(vma: Vma, where: str) -> None:
-    """``vm_flags_set(vma, VM_MIXEDMAP)`` at the end of ``vm_insert_page``'s slow branch."""
+    """``vm_flags_set(vma, VM_MIXEDMAP)`` at the end of ``vm_insert_page``'s slow branch
+    (strict mode reports it on a VMA with a userfaultfd context: H8, in ``vm_flags_set``)."""
     from .vma import vm_flags_set  # local: vma.py imports this module
 
-    k = _kernel(vma)
-    if vma.vm_userfaultfd_ctx is not None and k.strict:
-        k.report(
-            SplatKind.STRICT,
-            "mixedmap-uffd",
-            f"{vma!r} has a userfaultfd context and would become VM_MIXEDMAP",
-            where,
-        )
     vm_flags_set(vma, VM_MIXEDMAP)
 
 
@@ -246,15 +260,16 @@ def _insert_page(vma: Vma, addr: int, page: Page, where: str) -> None:
     vpn = addr >> PAGE_SHIFT
     if mm.pgtables.lookup(vpn) is not None:
         raise KernelError(errno.EBUSY, f"vm_insert_page: {addr:#x} is already mapped")
+    # mk_pte(page, vma->vm_page_prot): PAGE_NONE for a PROT_NONE VMA (present, inaccessible)
+    none = not vma_flags_accessible(vma.vm_flags)
     if page.kind is PageKind.ZERO:
-        mm.pgtables.set(vpn, Pte(page.pfn, None, write=False, special=True))
+        mm.pgtables.set(vpn, Pte(page.pfn, None, write=False, special=True, protnone=none))
     else:
         page.refcount += 1
         page.mapcount += 1
         _rss_add(mm, page, 1)
-        mm.pgtables.set(
-            vpn, Pte(page.pfn, page, write=pte_writable_for(vma.vm_flags), special=False)
-        )
+        pte = Pte(page.pfn, page, write=pte_write_for_vma(vma), special=False, protnone=none)
+        mm.pgtables.set(vpn, pte)
     k.counters.insert_page += 1
 
 
@@ -339,7 +354,8 @@ def _insert_pfn(vma: Vma, addr: int, pfn: int) -> int:
     if k.pages.pfn_valid(pfn) and pfn != 0:
         page = k.pages.pfn_to_page(pfn)
         page.special_maps += 1
-    mm.pgtables.set(vpn, Pte(pfn, None, write=pte_writable_for(vma.vm_flags), special=True))
+    none = not vma_flags_accessible(vma.vm_flags)  # pfn_pte(pfn, vm_page_prot)
+    mm.pgtables.set(vpn, Pte(pfn, None, write=pte_write_for_vma(vma), special=True, protnone=none))
     k.counters.insert_pfn += 1
     return VM_FAULT_NOPAGE
 
@@ -509,6 +525,35 @@ def zap_page_range_single(vma: Vma, addr: int, size: int) -> None:
     zap_pte_range(vma, addr, addr + size)
 
 
+def zap_vma_ptes(vma: Vma, addr: int, size: int) -> None:
+    """``zap_vma_ptes`` (6.12; ``zap_special_vma_range`` since 2026): zap the PTEs of a
+    VM_PFNMAP range.
+
+    As in the kernel it silently does nothing unless the range lies inside the VMA and the
+    VMA is VM_PFNMAP: on a VM_MIXEDMAP VMA the pages stay mapped (H13). Strict mode reports
+    that no-op.
+    """
+    where = _M + "zap_vma_ptes"
+    k = _kernel(vma)
+    inside = vma.vm_start <= addr and addr + size <= vma.vm_end and size >= 0
+    if not inside or not vma.vm_flags & VM_PFNMAP:
+        if k.strict:
+            why = (
+                f"[{addr:#x}, {addr + size:#x}) is not inside it"
+                if not inside
+                else "it is not VM_PFNMAP"
+                + (" (it is VM_MIXEDMAP)" if vma.vm_flags & VM_MIXEDMAP else "")
+            )
+            k.report(
+                SplatKind.STRICT,
+                "zap-vma-ptes",
+                f"zap_vma_ptes on {vma!r} does nothing because {why}: every PTE stays mapped",
+                where,
+            )
+        return
+    zap_page_range_single(vma, addr, size)
+
+
 def _unmap_mapping_tree(mapping: AddressSpace, first: int, last: int, even_cows: bool) -> None:
     """``unmap_mapping_range_tree``: zap every VMA of ``mapping`` overlapping the pgoffs."""
     for vma in list(mapping.i_mmap.iter_overlapping(first, last)):
@@ -655,14 +700,20 @@ def anon_vma_prepare(vma: Vma) -> None:
 
 
 def _vmf_anon_prepare(vmf: VmFault) -> int:
-    """``vmf_anon_prepare``: an anon_vma is needed; under a VMA lock that means retry."""
+    """``vmf_anon_prepare``/``__vmf_anon_prepare``: an anon_vma is needed. Under a VMA lock
+    ``__anon_vma_prepare`` (which looks at the neighbours) needs the mmap lock too: it is
+    taken with ``mmap_read_trylock``, and only if that fails is the VMA lock dropped and the
+    fault retried (VM_FAULT_RETRY)."""
     vma = vmf.vma
     if vma.anon_vma is not None:
         return 0
-    if vmf.flags & FAULT_FLAG_VMA_LOCK:
+    vma_locked = bool(vmf.flags & FAULT_FLAG_VMA_LOCK)
+    if vma_locked and not mmap_read_trylock(vma.vm_mm):
         vma_end_read(vma)
         return VM_FAULT_RETRY
     anon_vma_prepare(vma)
+    if vma_locked:
+        mmap_read_unlock(vma.vm_mm)
     return 0
 
 
@@ -746,7 +797,7 @@ def _finish_fault(vmf: VmFault, page: Page, anon: bool) -> int:
     if anon:
         _map_new_anon(vmf, page)
         return 0
-    write = pte_writable_for(vma.vm_flags) or (vmf.write and bool(vma.vm_flags & VM_WRITE))
+    write = pte_write_for_vma(vma) or (vmf.write and bool(vma.vm_flags & VM_WRITE))
     page.mapcount += 1
     _rss_add(mm, page, 1)
     mm.pgtables.set(vpn, Pte(page.pfn, page, write=write, special=False, dirty=vmf.write))

@@ -240,15 +240,21 @@ def _hugetlb_vm_ops() -> VmOperationsStruct:
 
 
 def _shmem_vm_ops() -> VmOperationsStruct:
+    """``shmem_anon_vm_ops``: ``shmem_fault`` → ``shmem_get_folio_gfp`` finds or allocates
+    the page cache page at ``pgoff``; a page at or past the file's ``i_size`` is
+    VM_FAULT_SIGBUS (``-EINVAL`` for SGP_CACHE), so growing a shared anonymous mapping with
+    mremap gives a tail that cannot be touched (its file keeps the size it had at mmap)."""
     from .memory import _kernel
 
     def fault(vmf: object) -> int:
-        from .mm_types import VmFault
+        from .mm_types import VM_FAULT_SIGBUS, VmFault
         from .page_alloc import GFP_HIGHUSER, Gfp, PageKind
 
         assert isinstance(vmf, VmFault)
         f = vmf.vma.vm_file
         assert f is not None
+        if vmf.pgoff << PAGE_SHIFT >= f.f_inode.i_size:
+            return VM_FAULT_SIGBUS
         mapping = f.f_mapping
         page = mapping.pages.get(vmf.pgoff)
         if page is None:
@@ -318,10 +324,10 @@ def mmap_region(
                 vms_complete_munmap_vmas(vms)
                 raise
         elif hugetlb:
-            vma.vm_file = shmem_file_setup(k, "hugetlbfs")
+            vma.vm_file = shmem_file_setup(k, "hugetlbfs", length)
             vma.vm_ops = HUGETLB_VM_OPS
         elif vm_flags & VM_SHARED:
-            vma.vm_file = shmem_file_setup(k, "shmem")
+            vma.vm_file = shmem_file_setup(k, "shmem", length)
             vma.vm_ops = SHMEM_VM_OPS
         retried = None
         # "If vm_flags changed after mmap_file(), we should try merge vma again".

@@ -16,6 +16,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from .errors import KernelError
+from .memory import vma_wants_writenotify
 from .mman import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PROT_GROWSDOWN, PROT_GROWSUP
 from .mmap import arch_validate_prot, calc_vm_prot_bits
 from .mmap_lock import vma_start_write
@@ -24,6 +25,7 @@ from .vm_flags import (
     VM_ACCESS_FLAGS,
     VM_ACCOUNT,
     VM_EXEC,
+    VM_GROWSDOWN,
     VM_HUGETLB,
     VM_MIXEDMAP,
     VM_NORESERVE,
@@ -42,23 +44,27 @@ if TYPE_CHECKING:
 __all__ = ["do_mprotect", "mprotect_fixup"]
 
 _P = "mm/mprotect.c:"
+ULONG_MAX = (1 << 64) - 1
 
 
 def change_protection(vma: Vma, start: int, end: int) -> None:
     """``change_protection``: rewrite the present PTEs of ``[start, end)`` for the VMA's flags.
 
-    PROT_NONE makes them inaccessible; shared writable mappings get writable PTEs; in private
-    mappings only exclusive anonymous pages are made writable directly
-    (``MM_CP_TRY_CHANGE_WRITABLE``), the rest keep copy-on-write protection.
+    PROT_NONE makes them inaccessible; shared writable mappings get writable PTEs (with write
+    notification, ``vma_wants_writenotify``, only the dirty ones: ``can_change_pte_writable``;
+    the others fault through ``do_wp_page``); in private mappings only exclusive anonymous
+    pages are made writable directly (``MM_CP_TRY_CHANGE_WRITABLE``), the rest keep
+    copy-on-write protection.
     """
     flags = vma.vm_flags
     accessible = vma_flags_accessible(flags)
     shared_w = pte_writable_for(flags)
+    notify = shared_w and vma_wants_writenotify(vma)
     private_w = bool(flags & VM_WRITE) and not flags & VM_SHARED
     for _, pte in vma.vm_mm.pgtables.range(start >> PAGE_SHIFT, end >> PAGE_SHIFT):
         pte.protnone = not accessible
         if shared_w:
-            pte.write = True
+            pte.write = pte.dirty or not notify
         elif private_w:
             page = pte.page
             pte.write = bool(
@@ -117,8 +123,10 @@ def mprotect_fixup(vma: Vma, prev: Vma | None, start: int, end: int, newflags: i
 def do_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> None:
     """``do_mprotect_pkey`` without pkeys; the caller holds the mmap write lock.
 
-    EINVAL: unaligned start, both GROWSDOWN and GROWSUP, unknown prot bits. ENOMEM: the range
-    wraps, starts in a hole, or has a hole (after changing what precedes it). EACCES: a
+    EINVAL: unaligned start, both GROWSDOWN and GROWSUP, unknown prot bits, PROT_GROWSDOWN on
+    a VMA without VM_GROWSDOWN (with it, the change starts at the VMA's start), PROT_GROWSUP
+    (x86 has no VM_GROWSUP). ENOMEM: the range wraps (in unsigned long arithmetic), starts in
+    a hole, or has a hole (after changing what precedes it). EACCES: a
     ``VM_MAY*`` ceiling forbids the change (after changing the VMAs before it). A driver's
     ``->mprotect`` may veto.
     """
@@ -130,17 +138,27 @@ def do_mprotect(mm: MmStruct, start: int, length: int, prot: int) -> None:
         raise KernelError(errno.EINVAL, f"mprotect: start {start:#x} is not page aligned")
     if length == 0:
         return
-    length = (length + PAGE_SIZE - 1) & PAGE_MASK
-    end = start + length
+    # unsigned long arithmetic: PAGE_ALIGN(len) and start + len wrap at 2**64.
+    length = (length + PAGE_SIZE - 1) & PAGE_MASK & ULONG_MAX
+    end = (start + length) & ULONG_MAX
     if end <= start or length == 0:
         raise KernelError(errno.ENOMEM, "mprotect: range wraps around")
     if not arch_validate_prot(prot):
         raise KernelError(errno.EINVAL, f"mprotect: unknown prot bits {prot:#x}")
-    if grows:
-        raise KernelError(errno.EINVAL, "mprotect: PROT_GROWSDOWN/UP need a growable VMA")
     vma = mm.mm_mt.find_intersection(start, end)
-    if vma is None or vma.vm_start > start:
-        raise KernelError(errno.ENOMEM, f"mprotect: no mapping at {start:#x}")
+    if vma is None:
+        raise KernelError(errno.ENOMEM, f"mprotect: no mapping in {start:#x}-{end:#x}")
+    if grows & PROT_GROWSDOWN:
+        # The change runs from the start of a VM_GROWSDOWN VMA.
+        start = vma.vm_start
+        if not vma.vm_flags & VM_GROWSDOWN:
+            raise KernelError(errno.EINVAL, f"mprotect: PROT_GROWSDOWN on {vma!r}")
+    else:
+        if vma.vm_start > start:
+            raise KernelError(errno.ENOMEM, f"mprotect: no mapping at {start:#x}")
+        if grows & PROT_GROWSUP:
+            # x86 has no VM_GROWSUP (it is VM_NONE), so no VMA can grow up.
+            raise KernelError(errno.EINVAL, f"mprotect: PROT_GROWSUP on {vma!r}")
     pr = mm.mm_mt.prev(start)
     prev = pr[2] if pr is not None else None
     if start > vma.vm_start:

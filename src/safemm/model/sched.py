@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .locking import HeldLock
     from .mm_types import MmStruct
 
-__all__ = ["Task"]
+__all__ = ["Task", "msleep"]
 
 #: Task flag: the task is in memory reclaim (include/linux/sched.h PF_MEMALLOC).
 PF_MEMALLOC = 0x00000800
@@ -123,6 +123,20 @@ def schedule(kernel: Kernel, where: str) -> None:
         t.preempt_count = 0
         t.preempt_reset = True
     kernel.rcu.note_context_switch()
+
+
+def msleep(kernel: Kernel, msecs: int, where: str = "kernel/time/sleep_timeout.c:msleep") -> None:
+    """``msleep()``: the current task sleeps for ``msecs`` milliseconds.
+
+    ``might_sleep()`` first (the DEBUG_ATOMIC_SLEEP report), then a real ``schedule()`` —
+    which, in atomic context and without ``panic_on_warn``, prints "scheduling while atomic",
+    resets the preempt count and lets an RCU grace period end (see :func:`schedule`). The
+    model has no clock: the time itself passes instantly.
+    """
+    if msecs < 0:
+        raise ValueError(f"msleep: negative time {msecs}")
+    might_sleep(kernel, where)
+    schedule(kernel, where)
 
 
 class Rcu:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from typing_extensions import override
 
 from .errors import KernelError
-from .mman import PAGE_MASK, TASK_SIZE
+from .mman import HPAGE_SIZE, PAGE_MASK, TASK_SIZE
 from .mmap_lock import vma_start_write
 from .vm_flags import (
     VM_DROPPABLE,
@@ -76,10 +76,12 @@ def userfaultfd_register(
 ) -> None:
     """``userfaultfd_register``: attach ``ctx`` to every VMA of ``[start, start+length)``.
 
-    EINVAL: bad mode, unaligned or out-of-range arguments, no VMA, a hole, or a VMA that
-    cannot userfault (a driver's VM_MIXEDMAP/VM_PFNMAP VMA: H8). EPERM: a VMA without
-    VM_MAYWRITE. EBUSY: a VMA registered with another userfaultfd. The caller holds the mmap
-    write lock.
+    EINVAL: bad mode, unaligned or out-of-range arguments (``validate_range``, including a
+    start below ``mmap_min_addr``), no VMA intersecting the range, a hugetlb VMA cut off its
+    huge-page boundary, or a VMA that cannot userfault (a driver's VM_MIXEDMAP/VM_PFNMAP VMA:
+    H8). EPERM: a VMA without VM_MAYWRITE. EBUSY: a VMA registered with another userfaultfd.
+    Holes in the range are skipped, as ``for_each_vma_range`` does; every check runs before
+    any VMA changes. The caller holds the mmap write lock.
     """
     if not mode or mode & ~(
         UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP | UFFDIO_REGISTER_MODE_MINOR
@@ -94,8 +96,9 @@ def userfaultfd_register(
         vm_flags |= VM_UFFD_MINOR
     if (
         start & ~PAGE_MASK
-        or length <= 0
         or length & ~PAGE_MASK
+        or length <= 0
+        or start < mm.mmap_min_addr
         or start >= TASK_SIZE
         or (length > TASK_SIZE - start)
     ):
@@ -104,13 +107,9 @@ def userfaultfd_register(
     vmas = [v for _, _, v in mm.mm_mt.iter_range(start, end)]
     if not vmas:
         raise KernelError(errno.EINVAL, f"userfaultfd: no mapping in {start:#x}-{end:#x}")
-    expect = vmas[0].vm_start if vmas[0].vm_start <= start else -1
-    if expect < 0:
-        raise KernelError(errno.EINVAL, f"userfaultfd: hole at {start:#x}")
+    if vmas[0].vm_flags & VM_HUGETLB and start & (HPAGE_SIZE - 1):
+        raise KernelError(errno.EINVAL, f"userfaultfd: {start:#x} is not huge-page aligned")
     for v in vmas:
-        if v.vm_start > max(expect, start):
-            raise KernelError(errno.EINVAL, f"userfaultfd: hole at {expect:#x}")
-        expect = v.vm_end
         if not vma_can_userfault(v, vm_flags):
             raise KernelError(
                 errno.EINVAL,
@@ -119,19 +118,29 @@ def userfaultfd_register(
             )
         if not v.vm_flags & VM_MAYWRITE:
             raise KernelError(errno.EPERM, f"userfaultfd: {v!r} lacks VM_MAYWRITE")
+        if v.vm_flags & VM_HUGETLB and v.vm_start < end <= v.vm_end and end & (HPAGE_SIZE - 1):
+            raise KernelError(errno.EINVAL, f"userfaultfd: {end:#x} is not huge-page aligned")
         if v.vm_userfaultfd_ctx is not None and v.vm_userfaultfd_ctx is not ctx:
             raise KernelError(errno.EBUSY, f"userfaultfd: {v!r} registered elsewhere")
-    if expect < end:
-        raise KernelError(errno.EINVAL, f"userfaultfd: hole at {expect:#x}")
+    # userfaultfd_register_range: walk the range again, as the iterator does after each
+    # modification (a merge may have swallowed the next VMA).
     prev_r = mm.mm_mt.prev(start)
     prev = prev_r[2] if prev_r is not None else None
-    for v in vmas:
-        s, e = max(v.vm_start, start), min(v.vm_end, end)
-        if v.vm_start < start:
-            prev = v
-        newflags = (v.vm_flags & ~VM_UFFD_FLAGS) | vm_flags
-        nv = vma_modify(v, prev, s, e, newflags, ctx)
-        vma_start_write(nv, "fs/userfaultfd.c:userfaultfd_register_range")
-        vm_flags_reset(nv, newflags)
-        nv.vm_userfaultfd_ctx = ctx
+    if vmas[0].vm_start < start:
+        prev = vmas[0]
+    cur = start
+    while cur < end:
+        nv = mm.mm_mt.find_intersection(cur, end)
+        if nv is None:
+            break
+        # "Nothing to do: this vma is already registered into this userfaultfd and with
+        # the right tracking mode too."
+        if not (nv.vm_userfaultfd_ctx is ctx and nv.vm_flags & vm_flags == vm_flags):
+            s, e = max(nv.vm_start, cur), min(nv.vm_end, end)
+            newflags = (nv.vm_flags & ~VM_UFFD_FLAGS) | vm_flags
+            nv = vma_modify(nv, prev, s, e, newflags, ctx)
+            vma_start_write(nv, "fs/userfaultfd.c:userfaultfd_register_range")
+            vm_flags_reset(nv, newflags)
+            nv.vm_userfaultfd_ctx = ctx
         prev = nv
+        cur = nv.vm_end

@@ -81,8 +81,8 @@ _NEVER_SET = VM_ACCESS_FLAGS | VM_HUGETLB
 
 
 def _check_flag_change(vma: Vma, new: int, where: str) -> None:
-    """Check the invariants every flag write keeps (mixedmap-pfnmap-exclusive, flags-sticky)
-    and, in strict mode, which changes a driver may make (live-flags)."""
+    """Check the invariants every flag write keeps (mixedmap-pfnmap-exclusive, flags-sticky,
+    mixedmap-uffd) and, in strict mode, which changes a driver may make (live-flags)."""
     k = vma.vm_mm.kernel
     if new & ~VM_KNOWN:
         raise KernelError(errno.EINVAL, f"{where}: unknown VM flag bits {new & ~VM_KNOWN:#x}")
@@ -102,6 +102,16 @@ def _check_flag_change(vma: Vma, new: int, where: str) -> None:
             "flags-sticky",
             f"{where} clears VM_MIXEDMAP/VM_PFNMAP on {vma!r}, which may already map "
             "pages that need it",
+            where,
+        )
+    if new & ~old & VM_MIXEDMAP and vma.vm_userfaultfd_ctx is not None:
+        # H8: userfaultfd_register refuses VM_MIXEDMAP VMAs (vma_can_userfault); a VMA that
+        # already has a userfaultfd context must not become one (review, Jann Horn).
+        k.report(
+            SplatKind.STRICT,
+            "mixedmap-uffd",
+            f"{vma!r} has a userfaultfd context ({vma.vm_userfaultfd_ctx!r}) and would become "
+            "VM_MIXEDMAP",
             where,
         )
     if k.driver_owner() is None:

@@ -1,0 +1,35 @@
+"""The three binder-style drivers of the demo, written only against the safe layer.
+
+- :class:`EagerInsertDriver` — C binder and Rust binder today: the sender inserts each page
+  into the receiver's VMA; the shrinker zaps it.
+- :class:`InsertOnReceiveDriver` — the receiver inserts the pages into its own mapping.
+- :class:`FaultAndUnmapDriver` — Jann Horn's proposal: pages fault in; reclaim unmaps them
+  through the file's address space.
+
+They share the ioctl ABI of :mod:`safemm.demo.drivers.abi` and everything but the mapping
+strategy (:mod:`safemm.demo.drivers.common`). No module here imports :mod:`safemm.model`.
+"""
+
+from __future__ import annotations
+
+from .common import BinderDriver as BinderDriver
+from .common import DriverStats as DriverStats
+from .eager import EagerInsertDriver as EagerInsertDriver
+from .fault_unmap import FaultAndUnmapDriver as FaultAndUnmapDriver
+from .on_receive import InsertOnReceiveDriver as InsertOnReceiveDriver
+
+#: The strategies, in the order the report shows them.
+STRATEGIES: dict[str, type[BinderDriver]] = {
+    EagerInsertDriver.strategy: EagerInsertDriver,
+    InsertOnReceiveDriver.strategy: InsertOnReceiveDriver,
+    FaultAndUnmapDriver.strategy: FaultAndUnmapDriver,
+}
+
+__all__ = [
+    "STRATEGIES",
+    "BinderDriver",
+    "DriverStats",
+    "EagerInsertDriver",
+    "FaultAndUnmapDriver",
+    "InsertOnReceiveDriver",
+]

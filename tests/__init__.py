@@ -1,0 +1,1 @@
+"""The test suite (see the README, Quick start step 2)."""

@@ -1,0 +1,144 @@
+"""The report and the ``safemm`` command: deterministic tables and JSON, the chart, and the
+conformance dispatch."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import pytest
+
+import safemm.conformance.compare
+from safemm.cli import main
+from safemm.demo.drivers import STRATEGIES
+from safemm.demo.plot import PlotError, render_svg, write_plot
+from safemm.demo.report import ROWS, render_json, render_text, run_demo
+
+
+def _run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    rc = main(list(argv), out)
+    return rc, out.getvalue()
+
+
+def test_text_is_deterministic() -> None:
+    """Two runs with one seed print the same tables (without the model times)."""
+    a = render_text(run_demo(7, ["receiver-churn"]), 7, times=False)
+    b = render_text(run_demo(7, ["receiver-churn"]), 7, times=False)
+    assert a == b
+    assert "== receiver-churn" in a
+    for label, _ in ROWS:
+        assert label in a
+    for s in STRATEGIES:
+        assert s in a
+    assert "model time" not in a
+
+
+def test_demo_command_prints_tables() -> None:
+    """``safemm demo --workload ping-pong`` prints the table, the times and the checks."""
+    rc, text = _run("demo", "--workload", "ping-pong")
+    assert rc == 0
+    assert "model time per transaction (us)" in text
+    assert "checks: all 3 runs ended with dmesg empty" in text
+
+
+def test_json_has_the_same_numbers() -> None:
+    """``--json`` gives the table's numbers per workload and strategy; without times it is
+    identical across runs."""
+    rc, first = _run("demo", "--workload", "ping-pong", "--json", "--no-times")
+    _, second = _run("demo", "--workload", "ping-pong", "--json", "--no-times")
+    assert rc == 0
+    assert first == second
+    doc = json.loads(first)
+    assert doc["strategies"] == list(STRATEGIES)
+    run = doc["workloads"]["ping-pong"]["runs"]["fault-and-unmap"]
+    assert run["transactions"] == 120
+    assert run["driver"]["mm_refs_taken"] == 0
+    assert "seconds" not in run
+    rc, timed = _run("demo", "--workload", "ping-pong", "--json")
+    assert json.loads(timed)["workloads"]["ping-pong"]["runs"]["eager-insert"]["seconds"] > 0
+
+
+def test_json_matches_text() -> None:
+    """The JSON transactions are the table's."""
+    results = run_demo(0, ["bursty-pressure"])
+    doc = json.loads(render_json(results, 0, times=False))
+    for r in results:
+        entry = doc["workloads"]["bursty-pressure"]["runs"][r.strategy]
+        assert entry["transactions"] == r.transactions
+        assert entry["kernel"]["direct_reclaim"] == r.counters["direct_reclaim"]
+
+
+def test_svg_plot(tmp_path: Path) -> None:
+    """``--plot FILE.svg`` writes a well-formed SVG with a bar per workload and strategy."""
+    path = tmp_path / "costs.svg"
+    rc, text = _run("demo", "--workload", "ping-pong", "bursty-pressure", "--plot", str(path))
+    assert rc == 0
+    assert f"chart written to {path}" in text
+    root = ET.parse(path).getroot()
+    assert root.tag.endswith("svg")
+    titles = [e.text or "" for e in root.iter() if e.tag.endswith("title")]
+    assert any(t.startswith("bursty-pressure, fault-and-unmap") for t in titles)
+    assert len(titles) == 2 * 3 * 5  # workloads x strategies x panels
+
+
+def test_svg_without_times() -> None:
+    """Without times the chart is deterministic too."""
+    results = run_demo(0, ["ping-pong"])
+    assert render_svg(results, 0, times=False) == render_svg(run_demo(0, ["ping-pong"]), 0, False)
+    assert "model time" not in render_svg(results, 0, times=False)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is not None, reason="matplotlib is installed"
+)
+def test_png_needs_matplotlib(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without matplotlib, a PNG is refused with a clear message and status 2."""
+    rc, _ = _run("demo", "--workload", "ping-pong", "--plot", str(tmp_path / "c.png"))
+    assert rc == 2
+    assert "needs matplotlib" in capsys.readouterr().err
+    with pytest.raises(PlotError, match="needs matplotlib"):
+        write_plot(run_demo(0, ["ping-pong"]), 0, tmp_path / "c.png")
+
+
+def test_bad_plot_suffix(tmp_path: Path) -> None:
+    """Other formats are refused before anything runs."""
+    with pytest.raises(SystemExit):
+        _run("demo", "--plot", str(tmp_path / "c.pdf"))
+    with pytest.raises(PlotError):
+        write_plot([], 0, tmp_path / "c.pdf")
+
+
+def test_unknown_workload() -> None:
+    """An unknown workload name is a usage error."""
+    with pytest.raises(SystemExit):
+        _run("demo", "--workload", "nope")
+    with pytest.raises(KeyError):
+        run_demo(0, ["nope"])
+
+
+def test_conformance_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``safemm conformance ...`` hands its arguments to safemm.conformance.compare.main."""
+    seen: list[list[str]] = []
+
+    def fake(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+        seen.append(list(argv or []))
+        return 7
+
+    monkeypatch.setattr(safemm.conformance.compare, "main", fake)
+    rc, _ = _run("conformance", "-n", "5", "--seed", "3")
+    assert rc == 7
+    assert seen == [["-n", "5", "--seed", "3"]]
+
+
+def test_usage() -> None:
+    """No command, or an unknown one, prints usage."""
+    with pytest.raises(SystemExit):
+        _run()
+    with pytest.raises(SystemExit):
+        _run("frobnicate")
