@@ -389,3 +389,24 @@ def test_fault_and_unmap_takes_no_mm_and_no_mmap_lock() -> None:
     assert c["mmap_read_lock"] - before["mmap_read_lock"] == 2
     assert c["unmap_mapping_range"] - before["unmap_mapping_range"] == 2
     h.finish()
+
+
+def test_fault_unmap_child_moving_its_copy_does_not_move_the_parent() -> None:
+    """fault-and-unmap keeps the mapping across fork (no VM_DONTCOPY). A child that mremaps
+    its copy runs the same ->mremap hook with the same private data; only the opener's own
+    moves may move the area, or the parent's RECV would hand out the child's addresses (the
+    aio-after-fork class of bug, H7)."""
+    h = Harness(FaultAndUnmapDriver)
+    recv = h.endpoint("receiver", npages=8)
+    send = h.endpoint("sender", npages=8)
+    child = h.fork(recv)
+    h.move(child, 0, 8)
+    assert h.kernel.dmesg == []
+    data = b"for the parent"
+    assert h.send(send, recv.channel, data)
+    offset = h.recv(recv)
+    assert offset is not None
+    assert h.check(recv, offset, data)
+    drv = h.driver
+    assert drv.stats.paths["mremap.other_process"] >= 1
+    h.finish()

@@ -199,6 +199,9 @@ class Area:
         self.mutex = Mutex("safebinder_area.mutex")
         self.lock = SpinLock("safebinder_area.lock")
         self.mm: Mm | None = None
+        #: The opener's pid (a number, not a reference): only moves made by the opener's
+        #: process move the area (a fork child moving its copy must not).
+        self.owner_pid = 0
         self.mapping: AddressSpace | None = None
         self.mmapped = False
         self.base = 0
@@ -254,8 +257,13 @@ class BinderVmOps(VmOperations[Area]):
         # mremap moved (part of) the mapping; the PTEs moved with it. If the moved VMA maps
         # file offset 0, the area's user addresses move too (as aio_ring_mremap does), so
         # RECV keeps returning addresses inside the mapping.
+        # Only the opener's own moves count: a fork child's copy (fault-and-unmap does not
+        # set VM_DONTCOPY) carries the same private data, and the child moving it must not
+        # move the parent's buffers (the aio-after-fork class of bug, H7).
         area = vma.private_data
-        if vma.pgoff == 0:
+        if current().pid != area.owner_pid:
+            self.stats.paths["mremap.other_process"] += 1
+        elif vma.pgoff == 0:
             with area.lock.lock():
                 area.base = vma.start
             self.stats.paths["mremap.base_moved"] += 1
@@ -333,6 +341,7 @@ class BinderDriver(FileOperations[Area]):
         with self._procs_lock.lock():
             area = Area(self._next_id)
             self._next_id += 1
+        area.owner_pid = current().pid
         if self.records_mm:
             mm = current().mm()
             if mm is None:

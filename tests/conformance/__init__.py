@@ -1,0 +1,1 @@
+"""Tests of the differential conformance suite (safemm.conformance)."""

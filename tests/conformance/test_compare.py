@@ -1,0 +1,178 @@
+"""Comparison, shrinking, the seeded runner and the command, without the model.
+
+The model does not exist yet, so the machinery is tested against sides built
+from the kernel: the kernel against itself in another process (which must agree
+100%: results do not depend on where the window is), and the kernel against a
+deliberately distorted copy of itself (whose disagreements must be found and
+shrunk to one or two steps).
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import platform
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from safemm.conformance import compare
+from safemm.conformance import ops as ops_module
+from safemm.conformance.compare import Mismatch, compare_results, run, shrink
+from safemm.conformance.kernel_side import KernelExecutor, KernelSide
+from safemm.conformance.layout import Layout
+from safemm.conformance.model_side import model_unavailable_reason
+from safemm.conformance.ops import (
+    MAP_ANONYMOUS,
+    MAP_FIXED,
+    MAP_PRIVATE,
+    MAP_SHARED,
+    PROT_READ,
+    PROT_WRITE,
+    Mmap,
+    Mremap,
+    Op,
+    RawMremap,
+)
+from safemm.conformance.steps import Outcome, SequenceResult, Side, StepResult
+
+Distortion = Callable[[Op, StepResult], StepResult]
+
+
+class Distorted:
+    """Another side that runs on the kernel and then changes some results."""
+
+    def __init__(self, inner: Side, distort: Distortion) -> None:
+        self.inner = inner
+        self.distort = distort
+
+    @property
+    def name(self) -> str:
+        return "distorted"
+
+    def run(self, ops: Sequence[Op]) -> SequenceResult:
+        result = self.inner.run(ops)
+        steps = tuple(self.distort(op, step) for op, step in zip(ops, result.steps, strict=True))
+        return SequenceResult(result.initial, steps)
+
+
+def efault_for_enomem(op: Op, step: StepResult) -> StepResult:
+    if isinstance(op, Mremap | RawMremap) and step.outcome == Outcome.error(errno.ENOMEM):
+        return StepResult(Outcome.error(errno.EFAULT), step.layout)
+    return step
+
+
+def hide_shared(op: Op, step: StepResult) -> StepResult:
+    vmas = tuple(vma for vma in step.layout.vmas if not vma.perms.endswith("s"))
+    return StepResult(step.outcome, Layout(vmas))
+
+
+def test_kernel_agrees_with_itself_elsewhere(
+    kernel_side: KernelSide, executor_binary: Path
+) -> None:
+    with KernelSide(KernelExecutor(executor_binary)) as other:
+        assert other.executor.region_base != kernel_side.executor.region_base
+        report = run(150, seed=42, kernel=kernel_side, model=other)
+    assert report.sequences == 150
+    assert report.rate == 1.0, report.summary()
+    assert report.found == ()
+    assert "agreement: 150/150 sequences (100.00%)" in report.summary()
+
+
+def test_outcome_mismatch_is_found_and_shrunk(kernel_side: KernelSide) -> None:
+    distorted = Distorted(kernel_side, efault_for_enomem)
+    report = run(60, seed=1, kernel=kernel_side, model=distorted)
+    assert report.rate < 1.0
+    assert report.found
+    for found in report.found:
+        mismatch = found.mismatch
+        assert len(mismatch.ops) == 1, mismatch
+        assert mismatch.aspects == ("outcome",)
+        assert str(mismatch.kernel.outcome) == "-ENOMEM"
+        assert str(mismatch.model.outcome) == "-EFAULT"
+    text = report.summary()
+    assert "mismatch 1 of" in text
+    assert "outcome differ at step 0" in text
+
+
+def test_layout_mismatch_is_found_and_shrunk(kernel_side: KernelSide) -> None:
+    distorted = Distorted(kernel_side, hide_shared)
+    report = run(40, seed=2, kernel=kernel_side, model=distorted)
+    assert report.found
+    smallest = min((found.mismatch for found in report.found), key=lambda m: len(m.ops))
+    assert smallest.aspects == ("layout",)
+    assert smallest.ops == (Mmap(0, 1, 0, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED),)
+
+
+def test_mismatch_text_is_a_regression_test(kernel_side: KernelSide) -> None:
+    ops: list[Op] = [
+        Mmap(3, 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED),
+        Mremap(3, 2, 3),
+    ]
+    mismatch = compare.compare(
+        ops, kernel=kernel_side, model=Distorted(kernel_side, efault_for_enomem)
+    )
+    assert mismatch is not None
+    assert mismatch.step == 1
+    text = str(mismatch)
+    assert "kernel:    -ENOMEM; [-2,3) ---p | [3,5) rw-p | [5,18) ---p" in text
+    assert "distorted: -EFAULT; [-2,3) ---p | [3,5) rw-p | [5,18) ---p" in text
+    listing = text[text.index("ops = ") + len("ops = ") :]
+    namespace = {name: getattr(ops_module, name) for name in ops_module.__all__}
+    assert eval(listing, namespace) == ops
+
+
+def test_initial_layout_is_compared(kernel_side: KernelSide) -> None:
+    good = kernel_side.run([])
+    bad = SequenceResult(Layout(()), ())
+    mismatch = compare_results([], good, bad)
+    assert mismatch is not None
+    assert mismatch.step == compare.SETUP_STEP
+    assert "after the reset" in str(mismatch)
+    assert compare_results([], good, good) is None
+
+
+def test_shrink_respects_its_budget(kernel_side: KernelSide) -> None:
+    distorted = Distorted(kernel_side, efault_for_enomem)
+    calls = 0
+
+    def check(ops: Sequence[Op]) -> Mismatch | None:
+        nonlocal calls
+        calls += 1
+        return compare.compare(ops, kernel=kernel_side, model=distorted)
+
+    ops: list[Op] = [
+        Mmap(page, 1, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED) for page in range(8)
+    ]
+    ops.append(Mremap(5, 1, 3))
+    first = check(ops)
+    assert first is not None
+    calls = 0
+    small = shrink(first, check, budget=5)
+    assert calls <= 5
+    assert len(small.ops) <= len(ops)
+    assert len(shrink(first, check).ops) == 1
+
+
+def test_command_kernel_only() -> None:
+    out = io.StringIO()
+    code = compare.main(["-n", "30", "--seed", "3", "--kernel-only"], out=out)
+    text = out.getvalue()
+    if text.startswith("safemm conformance: skipped"):
+        pytest.skip(text)
+    assert code == 0
+    assert platform.release() in text
+    assert "vm.overcommit_memory=" in text
+    assert "kernel only: 30 sequences (seed 3)" in text
+    assert "window never disturbed" in text
+
+
+def test_command_skips_until_the_model_exists() -> None:
+    reason = model_unavailable_reason()
+    if reason is None:
+        pytest.skip("the model exists")
+    out = io.StringIO()
+    assert compare.main(["-n", "3"], out=out) == 0
+    assert "skipped" in out.getvalue()
+    assert "model not available yet" in out.getvalue() or "needs Linux" in out.getvalue()
