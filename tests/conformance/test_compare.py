@@ -22,7 +22,6 @@ from safemm.conformance import ops as ops_module
 from safemm.conformance.compare import Mismatch, compare_results, run, shrink
 from safemm.conformance.kernel_side import KernelExecutor, KernelSide
 from safemm.conformance.layout import Layout
-from safemm.conformance.model_side import model_unavailable_reason
 from safemm.conformance.ops import (
     MAP_ANONYMOUS,
     MAP_FIXED,
@@ -166,13 +165,3 @@ def test_command_kernel_only() -> None:
     assert "vm.overcommit_memory=" in text
     assert "kernel only: 30 sequences (seed 3)" in text
     assert "window never disturbed" in text
-
-
-def test_command_skips_until_the_model_exists() -> None:
-    reason = model_unavailable_reason()
-    if reason is None:
-        pytest.skip("the model exists")
-    out = io.StringIO()
-    assert compare.main(["-n", "3"], out=out) == 0
-    assert "skipped" in out.getvalue()
-    assert "model not available yet" in out.getvalue() or "needs Linux" in out.getvalue()
