@@ -331,7 +331,7 @@ def _expect_unchanged(w: W, kind: str, args: tuple[int, ...], err: int) -> bool:
     return not args[3] & MREMAP_FIXED
 
 
-@settings(max_examples=150)
+@settings(max_examples=200)
 @given(ops=st.lists(hostile_syscalls(), min_size=1, max_size=6))
 def test_fuzz_memory_syscalls(ops: list[tuple[str, tuple[int, ...]]]) -> None:
     """Hostile arguments: every outcome is success or KernelError (never a model crash); the

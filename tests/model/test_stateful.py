@@ -847,4 +847,4 @@ class Machine(RuleBasedStateMachine):
 
 
 TestSyscalls = Machine.TestCase
-TestSyscalls.settings = settings(max_examples=150, stateful_step_count=50, deadline=None)
+TestSyscalls.settings = settings(max_examples=300, stateful_step_count=50, deadline=None)

@@ -132,9 +132,9 @@ def dup_mmap(mm: MmStruct, oldmm: MmStruct) -> None:
 
     Both mms are write-locked and every parent VMA is write-locked. VM_DONTCOPY VMAs are
     skipped; copies drop VM_LOCKED/VM_LOCKONFAULT and (without a fork-aware userfaultfd) the
-    uffd flags and context; VM_WIPEONFORK copies get a fresh anon_vma and no PTEs; file copies
-    join ``i_mmap``; page tables are copied (``copy_page_range``); then ``->open`` runs on the
-    copy.
+    uffd flags and context; VM_WIPEONFORK copies get a fresh anon_vma and no PTEs; ``->open``
+    runs on the copy once it is in the tree; then file copies join ``i_mmap`` and page tables
+    are copied (``copy_page_range``).
     """
     mmap_write_lock(oldmm)
     try:
@@ -162,10 +162,12 @@ def dup_mmap(mm: MmStruct, oldmm: MmStruct) -> None:
                     get_file(tmp.vm_file)
                 mm.mm_mt.store(tmp.vm_start, tmp.vm_end, tmp)
                 tmp.detached = False
+                # dup_mmap: ->open runs once the copy is in the tree, before it joins i_mmap
+                # and before its page tables are copied.
+                call_vm_open(tmp)
                 vma_link_file(tmp)
                 if not vma.vm_flags & VM_WIPEONFORK:
                     copy_page_range(tmp, vma)
-                call_vm_open(tmp)
         finally:
             mmap_write_unlock(mm)
     finally:
