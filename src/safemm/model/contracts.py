@@ -149,13 +149,6 @@ CONTRACTS: dict[str, Contract] = dict(
             kernel_checks=False,
         ),
         _c(
-            "flags-under-write-lock",
-            "vm_flags may change only under the mmap write lock with the VMA write-locked, "
-            "or before the VMA is linked",
-            "include/linux/mm.h vm_flags_set/vm_flags_reset; review H10",
-            "change flags only in ->mmap (VmAreaNew) or through VmAreaMut",
-        ),
-        _c(
             "live-flags",
             "on a live VMA a driver may only set VM_MIXEDMAP, VM_DONTCOPY or VM_DONTDUMP and "
             "clear VM_MAYWRITE/VM_MAYEXEC; in ->mmap it must not set access bits or VM_HUGETLB",
@@ -203,6 +196,7 @@ CONTRACTS: dict[str, Contract] = dict(
             "the mmap lock and VMAs are usable only while mm_users > 0",
             "include/linux/sched/mm.h mmget_not_zero; rust/kernel/mm.rs MmWithUser",
             "call mmget_not_zero() first and handle None",
+            kernel_checks=False,
         ),
         _c(
             "page-refcount",

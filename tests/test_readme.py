@@ -1,0 +1,80 @@
+"""The README stays true: the contract table covers every contract and names tests that
+exist, and CI runs exactly the README's Quick-start test command."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from safemm.model.contracts import CONTRACTS
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _table_rows() -> list[list[str]]:
+    section = README.split("## The contracts", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        if line.startswith(("| `", "| **`")):
+            rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
+    return rows
+
+
+def _id(cell: str) -> str:
+    m = re.search(r"`([a-z-]+)`", cell)
+    assert m is not None, cell
+    return m.group(1)
+
+
+def test_every_contract_has_a_row() -> None:
+    """Each id of the registry (src/safemm/model/contracts.py) has a row, and no row names an
+    unknown id."""
+    ids = [_id(row[0]) for row in _table_rows()]
+    assert sorted(ids) == sorted(CONTRACTS), set(ids) ^ set(CONTRACTS)
+
+
+def test_strict_rows_are_bold_exactly_for_strict_only_contracts() -> None:
+    """A bold id marks a check Linux does not make: exactly the registry's
+    ``kernel_checks=False`` contracts (``zap-range`` is the Rust abstraction's own check)."""
+    bold = {_id(r[0]) for r in _table_rows() if "**" in r[0]}
+    strict = {c.id for c in CONTRACTS.values() if not c.kernel_checks}
+    assert bold == strict
+
+
+def test_every_named_test_exists() -> None:
+    """Every test file and test function the table names exists."""
+    missing = []
+    for row in _table_rows():
+        last: Path | None = None
+        for token in re.findall(r"`([^`]+)`", row[4]):
+            path_part, _, func = token.partition("::")
+            if path_part:
+                path = ROOT / path_part if "/" in path_part else (last or ROOT).parent / path_part
+                if not path.exists():
+                    missing.append(token)
+                    continue
+                last = path
+            if func:
+                assert last is not None, token
+                if not re.search(rf"^\s*def {re.escape(func)}\(", last.read_text(), re.M):
+                    missing.append(f"{last.relative_to(ROOT)}::{func}")
+    assert missing == []
+
+
+def test_ci_runs_the_quick_start_test_command() -> None:
+    """.ci/run executes the README's second Quick-start command, and it is the full suite."""
+    blocks = re.findall(r"```sh\n(.*?)```", README, re.S)
+    command = [line for line in blocks[1].splitlines() if line and not line.startswith("#")]
+    assert len(command) == 1
+    assert "pytest" in command[0]
+    assert "-k" not in command[0]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "blocks[1]" in ci
+
+
+def test_docs_are_linked() -> None:
+    """The hazards, conformance and demo pages are reachable from the README."""
+    for page in ("docs/hazards.md", "docs/conformance.md", "docs/binder-demo.md"):
+        assert f"({page})" in README, page
+        assert (ROOT / page).exists(), page
