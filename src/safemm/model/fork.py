@@ -89,22 +89,28 @@ def __mmput(mm: MmStruct) -> None:
     mmdrop(mm)
 
 
+def _put_users(mm: MmStruct, what: str) -> bool:
+    """Drop one ``mm_users`` (BUG on underflow); True if it was the last."""
+    _check_alive(mm, what)
+    if mm.mm_users <= 0:
+        mm.kernel.report(
+            SplatKind.BUG,
+            "leak",
+            f"{what} on mm {mm.id} with mm_users 0",
+            _F + what,
+            title=f"kernel BUG at {_F}{what}!",
+        )
+    mm.mm_users -= 1
+    return mm.mm_users == 0
+
+
 def mmput(mm: MmStruct) -> None:
     """``mmput``: drop a user reference; may sleep; the last one runs ``__mmput`` here."""
     k = mm.kernel
     might_sleep(k, _F + "mmput")
-    _check_alive(mm, "mmput")
-    if mm.mm_users <= 0:
-        k.report(
-            SplatKind.BUG,
-            "leak",
-            f"mmput on mm {mm.id} with mm_users 0",
-            _F + "mmput",
-            title=f"kernel BUG at {_F}mmput!",
-        )
-    mm.mm_users -= 1
+    last = _put_users(mm, "mmput")
     k.counters.mmput += 1
-    if mm.mm_users == 0:
+    if last:
         __mmput(mm)
 
 
@@ -112,18 +118,9 @@ def mmput_async(mm: MmStruct) -> None:
     """``mmput_async``: drop a user reference without sleeping; the teardown (if this was the
     last one) is queued to a kworker (``schedule_work``)."""
     k = mm.kernel
-    _check_alive(mm, "mmput_async")
-    if mm.mm_users <= 0:
-        k.report(
-            SplatKind.BUG,
-            "leak",
-            f"mmput_async on mm {mm.id} with mm_users 0",
-            _F + "mmput_async",
-            title=f"kernel BUG at {_F}mmput_async!",
-        )
-    mm.mm_users -= 1
+    last = _put_users(mm, "mmput_async")
     k.counters.mmput_async += 1
-    if mm.mm_users == 0:
+    if last:
         k.schedule_work(f"mmput_async_fn(mm {mm.id})", lambda: __mmput(mm))
 
 

@@ -184,20 +184,30 @@ def _deadlock(kernel: Kernel, task: Task, lock: _Lock, holder: str, where: str) 
     )
 
 
-class SpinLock(_Lock):
-    """A ``spinlock_t``: holding it disables preemption (atomic context).
+class _OwnedLock(_Lock):
+    """An exclusive lock with a strict owner (what a spinlock and a mutex share).
 
-    Invariant: ``owner`` is the task holding it, or None.
+    Invariant: ``owner`` is the task holding it, or None. Subclasses say whether taking it
+    sleeps (``mutex``) or disables preemption (``spinlock``) and how an unlock by the wrong
+    task is titled.
     """
 
     __slots__ = ("owner",)
+
+    #: Taking it may sleep (``might_sleep`` in the blocking acquisition).
+    _sleeps = False
+    #: Holding it is atomic context (raises the preempt count).
+    _atomic = False
+    _wrong_owner_title = "BUG: lock wrong owner"
 
     def __init__(self, name: str, lock_class: LockClass | None = None) -> None:
         super().__init__(name, lock_class)
         self.owner: Task | None = None
 
-    def lock(self, kernel: Kernel, where: str = "kernel/locking/spinlock.c:spin_lock") -> None:
-        """``spin_lock()``: spinning on a lock that is held forever is a deadlock."""
+    def _acquire(self, kernel: Kernel, where: str) -> None:
+        """The blocking acquisition: a lock held for ever (by anyone) is a deadlock."""
+        if self._sleeps:
+            might_sleep(kernel, where)
         t = kernel.current
         if self.owner is t:
             _recursive(kernel, t, self, where)
@@ -206,90 +216,88 @@ class SpinLock(_Lock):
             _deadlock(kernel, t, self, repr(self.owner), where)
         kernel.lockdep.acquire(t, self, read=False, trylock=False, where=where)
         self.owner = t
-        t.preempt_count += 1
+        if self._atomic:
+            t.preempt_count += 1
+
+    def _try(self, kernel: Kernel, where: str) -> bool:
+        """The trylock: fails when held or when fault injection says so; never sleeps."""
+        kernel.counters.trylock += 1
+        if self.owner is not None or kernel.fault_inject.should_fail("trylock"):
+            kernel.counters.trylock_failed += 1
+            return False
+        t = kernel.current
+        kernel.lockdep.acquire(t, self, read=False, trylock=True, where=where)
+        self.owner = t
+        if self._atomic:
+            t.preempt_count += 1
+        return True
+
+    def _release(self, kernel: Kernel, where: str, call: str) -> None:
+        """The unlock: only the owner may release (reported otherwise, lock kept)."""
+        t = kernel.current
+        if self.owner is not t:
+            kernel.report(
+                SplatKind.LOCKDEP,
+                "unlock-balance",
+                f"{call} of {self.name} by {t.comm}/{t.pid}, owner is {self.owner!r}",
+                where,
+                title=self._wrong_owner_title,
+            )
+            return
+        kernel.lockdep.release(t, self, where)
+        self.owner = None
+        if self._atomic and t.preempt_count > 0:
+            t.preempt_count -= 1
+
+
+class SpinLock(_OwnedLock):
+    """A ``spinlock_t`` (kernel/locking/spinlock.c): holding it disables preemption, so the
+    holder is in atomic context.
+
+    Invariant: ``owner`` is the task holding it, or None.
+    """
+
+    __slots__ = ()
+    _atomic = True
+    _wrong_owner_title = "BUG: spinlock wrong owner on CPU#0"
+
+    def lock(self, kernel: Kernel, where: str = "kernel/locking/spinlock.c:spin_lock") -> None:
+        """``spin_lock()``: spinning on a lock that is held for ever is a deadlock."""
+        self._acquire(kernel, where)
 
     def trylock(
         self, kernel: Kernel, where: str = "kernel/locking/spinlock.c:spin_trylock"
     ) -> bool:
-        """``spin_trylock()``; fails when held or when fault injection says so."""
-        kernel.counters.trylock += 1
-        if self.owner is not None or kernel.fault_inject.should_fail("trylock"):
-            kernel.counters.trylock_failed += 1
-            return False
-        t = kernel.current
-        kernel.lockdep.acquire(t, self, read=False, trylock=True, where=where)
-        self.owner = t
-        t.preempt_count += 1
-        return True
+        """``spin_trylock()``."""
+        return self._try(kernel, where)
 
     def unlock(self, kernel: Kernel, where: str = "kernel/locking/spinlock.c:spin_unlock") -> None:
         """``spin_unlock()``."""
-        t = kernel.current
-        if self.owner is not t:
-            kernel.report(
-                SplatKind.LOCKDEP,
-                "unlock-balance",
-                f"spin_unlock of {self.name} by {t.comm}/{t.pid}, owner is {self.owner!r}",
-                where,
-                title="BUG: spinlock wrong owner on CPU#0",
-            )
-            return
-        kernel.lockdep.release(t, self, where)
-        self.owner = None
-        if t.preempt_count > 0:
-            t.preempt_count -= 1
+        self._release(kernel, where, "spin_unlock")
 
 
-class Mutex(_Lock):
-    """A ``struct mutex``: a sleeping lock with a strict owner.
+class Mutex(_OwnedLock):
+    """A ``struct mutex`` (kernel/locking/mutex.c): a sleeping lock with a strict owner.
 
     Invariant: ``owner`` is the task holding it, or None.
     """
 
-    __slots__ = ("owner",)
-
-    def __init__(self, name: str, lock_class: LockClass | None = None) -> None:
-        super().__init__(name, lock_class)
-        self.owner: Task | None = None
+    __slots__ = ()
+    _sleeps = True
+    _wrong_owner_title = "DEBUG_LOCKS_WARN_ON(__owner_task(owner) != current)"
 
     def lock(self, kernel: Kernel, where: str = "kernel/locking/mutex.c:mutex_lock") -> None:
-        """``mutex_lock()``: may sleep; blocking on a lock held forever is a deadlock."""
-        might_sleep(kernel, where)
-        t = kernel.current
-        if self.owner is t:
-            _recursive(kernel, t, self, where)
-            _deadlock(kernel, t, self, "itself", where)
-        elif self.owner is not None:
-            _deadlock(kernel, t, self, repr(self.owner), where)
-        kernel.lockdep.acquire(t, self, read=False, trylock=False, where=where)
-        self.owner = t
+        """``mutex_lock()``: may sleep; blocking on a lock held for ever is a deadlock."""
+        self._acquire(kernel, where)
         kernel.counters.mutex_lock += 1
 
     def trylock(self, kernel: Kernel, where: str = "kernel/locking/mutex.c:mutex_trylock") -> bool:
-        """``mutex_trylock()``; fails when held or when fault injection says so."""
-        kernel.counters.trylock += 1
-        if self.owner is not None or kernel.fault_inject.should_fail("trylock"):
-            kernel.counters.trylock_failed += 1
-            return False
-        t = kernel.current
-        kernel.lockdep.acquire(t, self, read=False, trylock=True, where=where)
-        self.owner = t
-        return True
+        """``mutex_trylock()``."""
+        return self._try(kernel, where)
 
     def unlock(self, kernel: Kernel, where: str = "kernel/locking/mutex.c:mutex_unlock") -> None:
         """``mutex_unlock()``: only the owner may unlock (DEBUG_MUTEXES)."""
-        t = kernel.current
-        if self.owner is not t:
-            kernel.report(
-                SplatKind.LOCKDEP,
-                "unlock-balance",
-                f"mutex_unlock of {self.name} by {t.comm}/{t.pid}, owner is {self.owner!r}",
-                where,
-                title="DEBUG_LOCKS_WARN_ON(__owner_task(owner) != current)",
-            )
-            return
-        kernel.lockdep.release(t, self, where)
-        self.owner = None
+        self._release(kernel, where, "mutex_unlock")
 
     def is_locked(self) -> bool:
         """``mutex_is_locked()``."""
