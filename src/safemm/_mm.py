@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Self, final
 from typing_extensions import deprecated, override
 
 from . import _virt
-from ._scope import _TOKEN, SafeObject, Scope, _Token, check_token, stale
+from ._scope import _TOKEN, SafeObject, Scope, _Token, check_token, install_missing, stale
 from .model import fork as _fork
 from .model import mmap_lock as _ml
 from .model.errors import StaleReferenceError
@@ -110,13 +110,6 @@ class Mm(SafeObject):
         kind = {_BORROWED: "borrowed", _COUNT: "mmgrab", _USERS: "mmget", _ASYNC: "mmget"}
         return f"<{type(self).__name__} mm={self._mm.id} {kind[self._kind]}>"
 
-    if not TYPE_CHECKING:  # run-time messages for calls the type checker would refuse
-
-        def __getattr__(self, name: str) -> object:
-            hint = _MM_HINTS.get(name)
-            msg = f"{type(self).__name__!r} object has no attribute {name!r}"
-            raise AttributeError(f"{msg}: {hint}" if hint else msg)
-
 
 _NEEDS_USERS = (
     "needs an mm_users reference: `user = mm.mmget_not_zero()`, check it for None, then use `user`"
@@ -129,6 +122,10 @@ _MM_HINTS = {
     "vma_lookup": "needs the mmap lock: `with user.mmap_read_lock() as guard: "
     "guard.vma_lookup(addr)`",
 }
+
+
+# Run-time messages for calls the type checker would refuse (attr-defined).
+install_missing(Mm, _MM_HINTS)
 
 
 def _wrong_release(ref: Mm, call: str) -> str:

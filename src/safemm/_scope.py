@@ -53,6 +53,36 @@ class _Token:
 _TOKEN = _Token()
 
 
+class Missing:
+    """A run-time stand-in for a method a state does not have: reading it raises the
+    AttributeError the type checker's ``attr-defined`` would, plus the legal spelling.
+
+    Installed on the base state class for the names of methods its subclasses add (a
+    subclass's real method wins the lookup), so only a call around the types reaches it — at
+    no cost to attribute lookups, unlike a ``__getattr__`` hook.
+    """
+
+    __slots__ = ("hint", "name")
+
+    def __init__(self, name: str, hint: str) -> None:
+        self.name = name
+        self.hint = hint
+
+    def __get__(self, obj: object, objtype: type | None = None) -> object:
+        if obj is None:
+            return self
+        raise AttributeError(
+            f"{type(obj).__name__!r} object has no attribute {self.name!r}: {self.hint}"
+        )
+
+
+def install_missing(cls: type, hints: dict[str, str]) -> None:
+    """Give ``cls`` a :class:`Missing` for each hinted name it does not define itself."""
+    for name, hint in hints.items():
+        if name not in cls.__dict__:
+            setattr(cls, name, Missing(name, hint))
+
+
 def check_token(key: _Token, cls: str) -> None:
     """Refuse construction without the private token."""
     if key is not _TOKEN:

@@ -8,7 +8,7 @@ from typing_extensions import override
 
 from . import _mm
 from ._page import Page
-from ._scope import _TOKEN, SafeObject, Scope, _Token, check_token, stale
+from ._scope import _TOKEN, SafeObject, Scope, _Token, check_token, install_missing, stale
 from .model import vma as _vmamod
 from .model.errors import KernelError, StaleReferenceError
 from .model.memory import vm_insert_page as _vm_insert_page
@@ -96,12 +96,6 @@ _VMA_HINTS = {
     "private_data": "check ownership first: VmOperations.check_vma(vma, owner) gives a "
     "VmAreaOwnedRef with typed private_data",
 }
-
-
-def _missing(obj: object, name: str, hints: dict[str, str]) -> AttributeError:
-    hint = hints.get(name)
-    msg = f"{type(obj).__name__!r} object has no attribute {name!r}"
-    return AttributeError(f"{msg}: {hint}" if hint else msg)
 
 
 class VmAreaRef(SafeObject):
@@ -193,10 +187,9 @@ class VmAreaRef(SafeObject):
         v = self._vma
         return f"<{type(self).__name__} {v.vm_start:#x}-{v.vm_end:#x}>"
 
-    if not TYPE_CHECKING:  # run-time messages for calls the type checker would refuse
 
-        def __getattr__(self, name: str) -> object:
-            raise _missing(self, name, _VMA_HINTS)
+# Run-time messages for calls the type checker would refuse (attr-defined).
+install_missing(VmAreaRef, _VMA_HINTS)
 
 
 @final
