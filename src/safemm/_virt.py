@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno as _errno
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 from typing_extensions import override
@@ -45,7 +46,6 @@ __all__ = [
 T = TypeVar("T")
 R = TypeVar("R", bound="VmAreaRef")
 
-import errno as _errno  # noqa: E402
 
 _new = object.__new__
 

@@ -33,7 +33,6 @@ from .printk import SplatKind
 from .sched import might_sleep
 from .vm_flags import (
     VM_ACCESS_FLAGS,
-    VM_ACCOUNT,
     VM_DONTCOPY,
     VM_DONTDUMP,
     VM_HUGETLB,
@@ -822,6 +821,3 @@ def copy_vma(vma: Vma, addr: int, length: int, pgoff: int) -> Vma:
     call_vm_open(new)
     vma_link(mm, new)
     return new
-
-
-_ = (VM_ACCOUNT, VM_HUGETLB)
