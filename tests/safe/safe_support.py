@@ -8,7 +8,7 @@ from typing_extensions import override
 
 from safemm import MAP_SHARED, PAGE_SIZE, PROT_READ, Kernel, Process
 from safemm.fs import File, FileOperations, VmFault, VmFaultReason, VmOperations
-from safemm.mm import Mm
+from safemm.mm import Mm, MmWithUser
 from safemm.page import Page
 from safemm.task import current
 from safemm.virt import VmAreaNew, VmAreaOwnedRef
@@ -111,3 +111,13 @@ class Setup:
             return self.proc.ioctl(self.fd, 0)
         finally:
             self.driver.action = None
+
+
+def user_of(file: File[Mapping]) -> MmWithUser:
+    """A new mm_users reference on the mm that opened ``file`` (release with mmput())."""
+    state = file.private_data
+    assert state is not None
+    assert state.mm is not None
+    user = state.mm.mmget_not_zero()
+    assert user is not None
+    return user

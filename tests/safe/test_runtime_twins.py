@@ -24,16 +24,7 @@ from safemm.virt import (
     VmAreaRef,
 )
 
-from .safe_support import Mapping, Setup
-
-
-def _user(file: File[Mapping]) -> MmWithUser:
-    state = file.private_data
-    assert state is not None
-    assert state.mm is not None
-    user = state.mm.mmget_not_zero()
-    assert user is not None
-    return user
+from .safe_support import Mapping, Setup, user_of
 
 
 def _contract(exc: pytest.ExceptionInfo[KernelBug] | pytest.ExceptionInfo[KernelWarning]) -> str:
@@ -51,7 +42,7 @@ def test_r1_insert_without_mixedmap_under_read_lock(setup: Setup) -> None:
     anon = proc.mmap(None, PAGE_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS)
 
     def action(file: File[Mapping]) -> object:
-        user = _user(file)
+        user = user_of(file)
         page = Page.alloc_page()
         try:
             with user.mmap_read_lock() as guard:
@@ -80,7 +71,7 @@ def test_r1_nonstrict_kernel_bug_on_trylock(lenient: Setup) -> None:
     page_holder: list[Page] = []
 
     def action(file: File[Mapping]) -> object:
-        user = _user(file)
+        user = user_of(file)
         page = Page.alloc_page()
         page_holder.append(page)
         try:
@@ -107,7 +98,7 @@ def test_r2_unchecked_mixedmap_is_none(setup: Setup) -> None:
     anon = setup.proc.mmap(None, PAGE_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS)
 
     def action(file: File[Mapping]) -> object:
-        user = _user(file)
+        user = user_of(file)
         try:
             with user.mmap_read_lock() as guard:
                 vma = guard.vma_lookup(anon)
@@ -128,7 +119,7 @@ def test_r3_flag_setter_under_read_lock(setup: Setup) -> None:
     vma_start_write asserts the write lock (WARN mmap-write-lock-held)."""
 
     def action(file: File[Mapping]) -> object:
-        user = _user(file)
+        user = user_of(file)
         try:
             with user.mmap_read_lock() as guard:
                 vma = guard.vma_lookup(setup.addr)
@@ -147,7 +138,7 @@ def test_r3_setup_only_setter_on_live_vma(setup: Setup) -> None:
     """r3 twin: set_io (setup only) forced onto a live VmAreaMut: strict live-flags report."""
 
     def action(file: File[Mapping]) -> object:
-        user = _user(file)
+        user = user_of(file)
         try:
             with user.mmap_write_lock() as guard:
                 vma = guard.vma_lookup(setup.addr)
@@ -168,7 +159,7 @@ def test_r4_forbidden_flag_changes_raw(setup: Setup) -> None:
     seen: list[str] = []
 
     def action(file: File[Mapping]) -> object:
-        user = _user(file)
+        user = user_of(file)
         try:
             with user.mmap_write_lock():
                 vma = setup.proc.mm.mm_mt.load(setup.addr)
@@ -242,7 +233,7 @@ def test_r7_read_guard_as_write_guard(setup: Setup) -> None:
     """r7 twin: downgrade forced onto a read guard: unlock-balance report."""
 
     def action(file: File[Mapping]) -> object:
-        user = _user(file)
+        user = user_of(file)
         try:
             guard = user.mmap_read_lock()
             with pytest.raises(KernelWarning) as exc:
@@ -278,7 +269,7 @@ def test_r9_bad_arguments(setup: Setup) -> None:
     """r9 twin: a non-Page or a non-int address is a TypeError at run time."""
 
     def action(file: File[Mapping]) -> object:
-        user = _user(file)
+        user = user_of(file)
         try:
             with user.mmap_read_lock() as guard:
                 vma = guard.vma_lookup(setup.addr)
@@ -304,7 +295,7 @@ def test_missing_method_messages_name_the_fix(setup: Setup) -> None:
     """An illegal call around the types tells the user the legal spelling."""
 
     def action(file: File[Mapping]) -> object:
-        user = _user(file)
+        user = user_of(file)
         try:
             with user.mmap_read_lock() as guard:
                 vma = guard.vma_lookup(setup.addr)
@@ -335,7 +326,7 @@ def test_stale_error_names_what_ended_it(setup: Setup) -> None:
     kept: list[VmAreaRef] = []
 
     def action(file: File[Mapping]) -> object:
-        user = _user(file)
+        user = user_of(file)
         try:
             with user.mmap_read_lock() as guard:
                 vma = guard.vma_lookup(setup.addr)

@@ -22,23 +22,14 @@ from safemm.mm import MmapReadGuard, MmWithUser
 from safemm.page import Page
 from safemm.virt import VmAreaMut, VmAreaNew, VmAreaRef
 
-from .safe_support import Mapping, SampleDriver, Setup
-
-
-def _user(file: File[Mapping]) -> MmWithUser:
-    state = file.private_data
-    assert state is not None
-    assert state.mm is not None
-    user = state.mm.mmget_not_zero()
-    assert user is not None
-    return user
+from .safe_support import Mapping, SampleDriver, Setup, user_of
 
 
 def test_vma_stale_after_unlock(setup: Setup) -> None:
     """A VmAreaRef from a read guard is stale after unlock(), and so is the guard."""
 
     def action(file: File[Mapping]) -> object:
-        user = _user(file)
+        user = user_of(file)
         guard = user.mmap_read_lock()
         vma = guard.vma_lookup(setup.addr)
         assert vma is not None
@@ -60,7 +51,7 @@ def test_vma_stale_after_downgrade(setup: Setup) -> None:
     """A VmAreaMut from a write guard is stale after downgrade(); the read guard works."""
 
     def action(file: File[Mapping]) -> object:
-        user = _user(file)
+        user = user_of(file)
         guard = user.mmap_write_lock()
         vma = guard.vma_lookup(setup.addr)
         assert isinstance(vma, VmAreaMut)
@@ -86,7 +77,7 @@ def test_vma_stale_after_unmap(setup: Setup) -> None:
     guards: list[MmapReadGuard] = []
 
     def keep(file: File[Mapping]) -> object:
-        user = _user(file)
+        user = user_of(file)
         guard = user.mmap_read_lock()
         vma = guard.vma_lookup(setup.addr)
         assert vma is not None
@@ -180,7 +171,7 @@ def test_guard_held_on_return_is_reported() -> None:
     kept: list[MmapReadGuard] = []
 
     def action(file: File[Mapping]) -> object:
-        user = _user(file)
+        user = user_of(file)
         kept.append(user.mmap_read_lock())
         user.mmput()
         return 0
@@ -197,7 +188,7 @@ def test_dropped_references_are_leaks() -> None:
     s = Setup(kernel, SampleDriver())
 
     def action(file: File[Mapping]) -> object:
-        user = _user(file)
+        user = user_of(file)
         Page.alloc_page()  # dropped at once
         user.mmgrab()  # dropped at once
         return 0  # `user` (an mm_users reference) is dropped too

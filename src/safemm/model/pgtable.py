@@ -138,8 +138,13 @@ class PageTables:
             tbl = pmds[i]
             if first < i < last:
                 out.extend(sorted(tbl.items()))
+                continue
+            lo, hi = max(start_vpn, i << PMD_SHIFT), min(end_vpn, (i + 1) << PMD_SHIFT)
+            if hi - lo < len(tbl):
+                # A few pages of a fuller table (a one-page zap): probe them directly.
+                out.extend((v, tbl[v]) for v in range(lo, hi) if v in tbl)
             else:
-                out.extend(sorted((v, p) for v, p in tbl.items() if start_vpn <= v < end_vpn))
+                out.extend(sorted((v, p) for v, p in tbl.items() if lo <= v < hi))
         return out
 
     def huge_range(self, start_vpn: int, end_vpn: int) -> list[tuple[int, HugePmd]]:
