@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Protocol
 from typing_extensions import override
 
 from .contracts import CONTRACTS
-from .errors import Deadlock, KernelBug, KernelError, KernelWarning
+from .errors import Deadlock, KernelBug, KernelError, KernelWarning, Livelock
 from .fault_inject import FaultInjection
 from .fs import File, FileOperationsStruct, Inode
 from .locking import LockClass, Lockdep, _Lock
 from .mman import DEFAULT_MAX_MAP_COUNT
 from .page_alloc import GFP_KERNEL, PageAllocator
 from .printk import WARN_KINDS, Splat, SplatKind
+from .runqueue import DEFAULT_MAX_STEPS, RandomPolicy, SchedPolicy, Scheduler, SwitchKind
 from .sched import PF_KTHREAD, PF_MEMALLOC, Rcu, Task
 from .shrinker import Shrinker, shrink_slab
 from .vmstat import Counters
@@ -94,12 +95,18 @@ class _DriverHook:
         self.frame = frame
 
     def __enter__(self) -> None:
-        self.kernel._frames.append(self.frame)
+        k = self.kernel
+        k._frames.append(self.frame)
+        if k._sched is not None and self.frame.owner is not None:
+            k._sched.point(SwitchKind.HOOK_ENTER, self.frame.name)
 
     def __exit__(self, *exc: object) -> None:
-        frames = self.kernel._frames
+        k = self.kernel
+        frames = k._frames
         if frames and frames[-1] is self.frame:
             frames.pop()
+        if k._sched is not None and self.frame.owner is not None and exc[0] is None:
+            k._sched.point(SwitchKind.HOOK_EXIT, self.frame.name)
 
 
 class _Entry:
@@ -114,23 +121,36 @@ class _Entry:
 
     def __enter__(self) -> Task:
         k = self.kernel
+        s = k._sched
+        if s is not None:
+            s.claim(self.task)
         k._tasks.append(self.task)
         k._frames.append(_Frame(None, None, self.name, entry=True))
+        if s is not None:
+            s.point(
+                SwitchKind.FAULT if self.name == "page fault" else SwitchKind.SYSCALL_ENTER,
+                self.name,
+            )
         return self.task
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         k = self.kernel
+        s = k._sched
         try:
             k._run_task_work()
             if exc_type is None and self.task.held_locks and len(k._tasks) == 2:
                 k._lock_held_on_return(self.task, self.name)
+            if s is not None and exc_type is None:
+                s.point(SwitchKind.SYSCALL_EXIT, self.name)
         finally:
             k._frames.pop()
             k._tasks.pop()
             if self.task.preempt_reset:
                 # The return to user space fixes up the count the scheduler reset.
                 self.task.preempt_reset = False
-        if len(k._tasks) == 1:
+            if s is not None:
+                s.release(self.task)
+        if len(k._tasks) == 1 and s is None:
             k._run_deferred()
 
 
@@ -199,6 +219,13 @@ class Kernel:
         self._task_work: list[Callable[[], None]] = []
         self._work: list[tuple[str, Callable[[], None]]] = []
         self.fs_reclaim_map = _PseudoLock("fs_reclaim", LockClass("fs_reclaim"))
+        self.seed = seed
+        #: The run queue while :meth:`concurrently` runs, else None (one task at a time).
+        self._sched: Scheduler | None = None
+        #: What picks the next task in :meth:`concurrently` (the explorer sets its own).
+        self.sched_policy: SchedPolicy | None = None
+        #: Switch points one :meth:`concurrently` run may take before it is a livelock.
+        self.max_steps = DEFAULT_MAX_STEPS
         _kernels.add(self)
 
     # ---------------------------------------------------------------- public API
@@ -208,6 +235,43 @@ class Kernel:
         from .process import Process
 
         return Process(self, next(self._pids), comm)
+
+    def concurrently(self, *bodies: Callable[[], object]) -> list[object]:
+        """Run each body as its own task, interleaved, until all have finished.
+
+        Returns each body's return value — or the :class:`KernelError` it raised — in order.
+        A body runs its syscalls as the task of the :class:`Process` it calls them on (two
+        bodies using one ``Process`` at once is an error: give each its own thread with
+        :meth:`Process.spawn_thread`). Tasks switch only at the kernel's switch points
+        (locks, sleeps, RCU unlock, syscall and fault entry, driver hooks), chosen by
+        ``sched_policy`` — by default a random choice seeded with the kernel's ``seed``, so a
+        run is deterministic. Work queued with ``schedule_work`` (``mmput_async``'s teardown)
+        runs in a kworker task that interleaves too.
+
+        A :class:`KernelBug`, :class:`KernelWarning`, :class:`StaleReferenceError`,
+        :class:`Deadlock` (no task can run), :class:`Livelock` (no progress within
+        ``max_steps`` switch points) or any other exception in a body ends the run: the other
+        bodies are unwound (their ``finally`` blocks run, with reports off) and the exception
+        propagates.
+        """
+        if self._sched is not None:
+            raise RuntimeError("Kernel.concurrently: already running concurrently")
+        if len(self._tasks) != 1:
+            raise RuntimeError("Kernel.concurrently: call it from user space, not from a hook")
+        for b in bodies:
+            if not callable(b):
+                raise TypeError(f"Kernel.concurrently: {b!r} is not callable")
+        if not bodies:
+            return []
+        if self.sched_policy is None:
+            self.sched_policy = RandomPolicy(self.seed)
+        sched = Scheduler(self, self.sched_policy, self.max_steps)
+        self._sched = sched
+        try:
+            return sched.run(bodies)
+        finally:
+            self._sched = None
+            self._run_deferred()
 
     def register_device(
         self, path: str, ops: FileOperationsStruct | FileOperationsProvider
@@ -255,8 +319,12 @@ class Kernel:
                 self.fs_reclaim_release("mm/vmscan.c:kswapd")
 
     def flush_work(self) -> None:
-        """Run all deferred work now (``flush_scheduled_work``)."""
-        if len(self._tasks) == 1:
+        """Run all deferred work now (``flush_scheduled_work``); inside :meth:`concurrently`,
+        wait until the kworker has done it."""
+        s = self._sched
+        if s is not None:
+            s.flush_work()
+        elif len(self._tasks) == 1:
             self._run_deferred()
 
     def check_invariants(self) -> None:
@@ -295,6 +363,9 @@ class Kernel:
         BUG and deadlocks raise; WARN-class reports raise :class:`KernelWarning` when
         ``panic_on_warn`` is on; leaks are also kept in ``leaks``.
         """
+        s = self._sched
+        if s is not None and s.aborting:
+            return  # unwinding the other tasks of a failed concurrent run
         c = CONTRACTS[contract]
         t = self.current
         if title is None:
@@ -313,6 +384,8 @@ class Kernel:
         self.splats.append(splat)
         self.dmesg.append(text)
         if kind is SplatKind.DEADLOCK:
+            if contract == "livelock":
+                raise Livelock(text, splat)
             raise Deadlock(text, splat)
         if kind is SplatKind.BUG:
             raise KernelBug(text, splat)
@@ -393,6 +466,8 @@ class Kernel:
     def schedule_work(self, name: str, fn: Callable[[], None]) -> None:
         """``schedule_work``: run ``fn`` later in a kworker."""
         self._work.append((name, fn))
+        if self._sched is not None:
+            self._sched.work_queued()
 
     def file_opened(self, file: File) -> None:
         """Track an open file (for the quiescent leak check)."""

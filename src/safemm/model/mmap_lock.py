@@ -7,8 +7,10 @@ Mirrors include/linux/mmap_lock.h and mm/mmap_lock.c: ``mmap_read_lock`` & co. o
 without the mmap lock and fails exactly where the kernel's fails (no VMA, VMA write-locked,
 VMA detached, address no longer inside it); ``vma_start_write`` waits for VMA readers.
 
-Simplification: a VMA reader that never leaves (the only kind there is without concurrency)
-makes ``vma_start_write`` a deadlock, reported as such.
+Outside ``Kernel.concurrently`` a VMA reader never leaves while another task runs, so a
+``vma_start_write`` that would wait for one is a deadlock, reported as such; inside it, the
+writer marks the VMA (new readers fail, as with ``VMA_LOCK_OFFSET`` in ``vm_refcnt``) and
+sleeps until the readers have drained (``__vma_enter_locked``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .printk import SplatKind
+from .runqueue import SwitchKind
 from .sched import might_sleep
 
 if TYPE_CHECKING:
@@ -153,6 +156,12 @@ def vma_start_write(vma: Vma, where: str = _F + "vma_start_write") -> None:
     if vma.vm_lock_seq == mm.mm_lock_seq:
         return
     might_sleep(k, where)
+    s = k._sched
+    if vma.readers and s is not None and k.current not in vma.readers:
+        # __vma_start_write: readers fail from now on; wait for the ones inside to leave.
+        vma.vm_lock_seq = mm.mm_lock_seq
+        while vma.readers:
+            s.wait_var(vma, lambda: f"the per-VMA readers of {vma!r} to leave")
     if vma.readers:
         holder = vma.readers[0]
         k.report(
@@ -228,27 +237,33 @@ def lock_vma_under_rcu(mm: MmStruct, addr: int) -> Vma | None:
     k = mm.kernel
     _check_users(mm, _F + "lock_vma_under_rcu")
     k.rcu.read_lock()
+    got: Vma | None = None
     try:
         vma = mm.mm_mt.load(addr)
-        if (
+        if not (
             vma is None
             or vma.detached
             or vma_is_write_locked(vma)
             or k.fault_inject.should_fail("lock_vma_under_rcu")
         ):
-            k.counters.vma_lock_abort += 1
-            return None
-        t = k.current
-        k.lockdep.acquire(t, vma.vm_lock, read=True, trylock=True, where=_F + "vma_start_read")
-        vma.readers.append(t)
-        if not vma.vm_start <= addr < vma.vm_end:
-            vma_end_read(vma)
-            k.counters.vma_lock_abort += 1
-            return None
-        k.counters.vma_lock_success += 1
-        return vma
+            t = k.current
+            k.lockdep.acquire(t, vma.vm_lock, read=True, trylock=True, where=_F + "vma_start_read")
+            vma.readers.append(t)
+            if vma.vm_start <= addr < vma.vm_end:
+                got = vma
+            else:
+                vma.readers.remove(t)
+                k.lockdep.release(t, vma.vm_lock, _F + "vma_end_read")
     finally:
         k.rcu.read_unlock()
+    if got is None:
+        k.counters.vma_lock_abort += 1
+        if k._sched is not None:
+            # The caller falls back to (or retries with) the mmap lock: a yield.
+            k._sched.point(SwitchKind.TRYLOCK_FAIL, f"lock_vma_under_rcu {addr:#x}")
+        return None
+    k.counters.vma_lock_success += 1
+    return got
 
 
 def vma_end_read(vma: Vma) -> None:
@@ -266,6 +281,11 @@ def vma_end_read(vma: Vma) -> None:
         return
     vma.readers.remove(t)
     k.lockdep.release(t, vma.vm_lock, _F + "vma_end_read")
+    s = k._sched
+    if s is not None:
+        if not vma.readers:
+            s.wake_up_var(vma)
+        s.point(SwitchKind.UNLOCK, f"vma_end_read {vma!r}")
 
 
 def vma_lookup(mm: MmStruct, addr: int) -> Vma | None:
