@@ -164,6 +164,10 @@ class TraceEvent:
 class SchedPolicy(Protocol):
     """Chooses which context runs at each decision (a switch point with a choice)."""
 
+    def begin(self, sched: Scheduler) -> None:
+        """A :meth:`Kernel.concurrently` run starts with this scheduler."""
+        ...
+
     def choose(
         self,
         sched: Scheduler,
@@ -186,6 +190,9 @@ class RandomPolicy:
 
     def __init__(self, seed: int = 0) -> None:
         self.rng = random.Random(seed)
+
+    def begin(self, sched: Scheduler) -> None:
+        """Nothing to prepare: the generator carries on across runs."""
 
     def choose(
         self,
@@ -221,6 +228,7 @@ class Scheduler:
         self.aborting = False
         self.kworker: Context | None = None
         self._var_waiters: dict[int, list[Context]] = {}
+        policy.begin(self)
 
     # ---------------------------------------------------------------- running
 
