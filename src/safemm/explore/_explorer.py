@@ -27,10 +27,12 @@ from ._strategies import (
     Chooser,
     DfsChooser,
     HypothesisChooser,
+    NondeterministicScenario,
     PctChooser,
     RandomChooser,
     Recorder,
     ReplayChooser,
+    ScheduleDiverged,
 )
 from ._token import Token
 
@@ -178,6 +180,8 @@ def _run_once(
     err: BaseException | None = None
     try:
         scenario(k)
+    except (NondeterministicScenario, ScheduleDiverged):
+        raise  # the explorer's own verdicts, not failures of the scenario
     except Exception as e:
         err = e
     if err is None and fail_on_splat:
@@ -417,10 +421,6 @@ def replay(
     tok = Token.decode(token)
     chooser = ReplayChooser(tok)
     err, _ = _run_once(scenario, chooser, kernel_factory, max_steps, fail_on_splat)
-    from ._strategies import ScheduleDiverged
-
-    if isinstance(err, ScheduleDiverged):
-        raise err
     chooser.verify_end()
     if err is not None:
         raise err

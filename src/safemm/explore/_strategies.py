@@ -191,6 +191,7 @@ class PctChooser:
 
 @dataclass
 class _Node:
+    where: str
     candidates: tuple[int, ...]
     current: int
     chosen: int
@@ -225,18 +226,20 @@ class DfsChooser:
         """Follow the current path; past its end, the default choice."""
         cands = tuple(c.index for c in candidates)
         cur = -1 if current is None else current.index
+        where = f"{kind.value} {label}"
         if self.pos < len(self.stack):
             node = self.stack[self.pos]
-            if node.candidates != cands or node.current != cur:
+            if node.candidates != cands or node.current != cur or node.where != where:
                 raise NondeterministicScenario(
-                    f"decision {self.pos + 1} ({kind.value} {label}) offered tasks {cands} "
-                    f"with task {cur} running; an earlier run of the same choices offered "
-                    f"{node.candidates} with task {node.current}: the scenario depends on "
-                    "something outside the schedule (seed every random source)"
+                    f"decision {self.pos + 1} ({where}) offered tasks {cands} with task "
+                    f"{cur} running; an earlier run of the same choices was at "
+                    f"{node.where} with tasks {node.candidates} and task {node.current}: the "
+                    "scenario depends on something outside the schedule (seed every random "
+                    "source)"
                 )
         else:
             chosen = default_choice(current, candidates).index
-            node = _Node(cands, cur, chosen, {chosen}, self.pre)
+            node = _Node(where, cands, cur, chosen, {chosen}, self.pre)
             self.stack.append(node)
         self.pos += 1
         if cur >= 0 and node.chosen != cur:
