@@ -268,10 +268,11 @@ class Kernel:
         sched = Scheduler(self, self.sched_policy, self.max_steps)
         self._sched = sched
         try:
-            return sched.run(bodies)
+            results = sched.run(bodies)
         finally:
             self._sched = None
-            self._run_deferred()
+        self._run_deferred()
+        return results
 
     def register_device(
         self, path: str, ops: FileOperationsStruct | FileOperationsProvider
