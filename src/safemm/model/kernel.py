@@ -383,17 +383,21 @@ class Kernel:
         text = splat.render()
         self.splats.append(splat)
         self.dmesg.append(text)
+        error: KernelBug | KernelWarning | None = None
         if kind is SplatKind.DEADLOCK:
-            if contract == "livelock":
-                raise Livelock(text, splat)
-            raise Deadlock(text, splat)
-        if kind is SplatKind.BUG:
-            raise KernelBug(text, splat)
-        if kind is SplatKind.LEAK:
+            error = Livelock(text, splat) if contract == "livelock" else Deadlock(text, splat)
+        elif kind is SplatKind.BUG:
+            error = KernelBug(text, splat)
+        elif kind is SplatKind.LEAK:
             self.leaks.append(splat)
-            return
-        if kind in WARN_KINDS and self.panic_on_warn:
-            raise KernelWarning(text, splat)
+        elif kind in WARN_KINDS and self.panic_on_warn:
+            error = KernelWarning(text, splat)
+        if error is not None:
+            if s is not None:
+                # The concurrent run ends here: this task unwinds without switching or
+                # reporting again, then the others are unwound.
+                s.fail(error)
+            raise error
 
     def leak(self, what: str, message: str) -> None:
         """Record a leak found outside any call (from a finaliser): never raises."""

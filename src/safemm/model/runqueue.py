@@ -219,6 +219,8 @@ class Scheduler:
         self.preemptions = 0
         self.trace: list[TraceEvent] = []
         self.aborting = False
+        #: The first report that ended the run (see :meth:`fail`), raised by :meth:`run`.
+        self.failure: BaseException | None = None
         self.kworker: Context | None = None
         self._var_waiters: dict[int, list[Context]] = {}
 
@@ -251,8 +253,11 @@ class Scheduler:
                 nxt.glet.switch()
                 self._save(self.current)
                 failed = next((c for c in self.contexts if c.error is not None), None)
-                if failed is not None:
+                if failed is not None or self.failure is not None:
                     break
+            if self.failure is not None:
+                self._abort()
+                raise self.failure
             if failed is not None:
                 self._abort()
                 assert failed.error is not None
@@ -310,6 +315,15 @@ class Scheduler:
         k._frames = ctx.frames
         k._task_work = ctx.task_work
         self.current = ctx
+
+    def fail(self, error: BaseException) -> None:
+        """A report that ends the run (a BUG, a deadlock, a WARN under ``panic_on_warn``) is
+        being raised in the running context: from now on nothing switches and nothing more
+        is reported, so that context unwinds alone, then :meth:`run` unwinds the others and
+        raises ``error`` — even if the body caught it, as a panic cannot be caught."""
+        if self.failure is None:
+            self.failure = error
+        self.aborting = True
 
     def _abort(self) -> None:
         """Unwind every unfinished context (its ``finally`` blocks release what it holds)
