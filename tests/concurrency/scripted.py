@@ -26,10 +26,16 @@ class Priority:
     def __init__(self, *order: int) -> None:
         self.order = list(order)
         self.sched: Scheduler | None = None
+        self._triggers: list[tuple[str, list[int]]] = []
 
     def prefer(self, *order: int) -> None:
         """From the next decision on, prefer the contexts in this order."""
         self.order = list(order)
+
+    def at(self, label: str, *order: int) -> None:
+        """At the first decision whose switch point's label contains ``label`` (after the
+        triggers queued before this one), switch to preferring ``order``."""
+        self._triggers.append((label, list(order)))
 
     def begin(self, sched: Scheduler) -> None:
         """Remember the run's scheduler (also remembered at every decision)."""
@@ -45,6 +51,8 @@ class Priority:
     ) -> Context:
         """The candidate earliest in ``order``."""
         self.sched = sched
+        if self._triggers and self._triggers[0][0] in label:
+            self.order = self._triggers.pop(0)[1]
         n = len(self.order)
 
         def rank(c: Context) -> int:

@@ -202,7 +202,9 @@ class MmStruct:
     Invariant: ``mm_users >= 0``, ``mm_count >= 1`` while the struct is alive (all users
     together hold one ``mm_count``); once ``mm_users`` reached 0 the address space was torn
     down (``exited``) and never comes back; ``mm_mt`` holds the attached VMAs, disjoint.
-    ``mm_lock_seq`` counts mmap write-lock epochs (bumped by ``vma_end_write_all``).
+    ``mm_lock_seq`` is the kernel's ``mm_lock_seq`` seqcount: odd while the mmap lock is
+    write-held (``mm_lock_seqcount_begin`` in ``mmap_write_lock``), even after
+    ``vma_end_write_all``.
     """
 
     __slots__ = (
