@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from safemm.model.kernel import Kernel
-from safemm.model.runqueue import Context, Scheduler, SwitchKind
+from safemm.model.runqueue import Context, RandomPolicy, Scheduler, SwitchKind
 from safemm.model.sched import schedule
 
-__all__ = ["Priority", "yield_to"]
+__all__ = ["Priority", "Recording", "yield_to"]
 
 
 class Priority:
@@ -59,6 +59,30 @@ class Priority:
             return self.order.index(c.index) if c.index in self.order else n + c.index
 
         return min(candidates, key=rank)
+
+
+class Recording:
+    """The default seeded policy, also keeping the scheduler of the last run."""
+
+    def __init__(self, seed: int) -> None:
+        self.inner = RandomPolicy(seed)
+        self.sched: Scheduler | None = None
+
+    def begin(self, sched: Scheduler) -> None:
+        """Remember the run's scheduler."""
+        self.sched = sched
+
+    def choose(
+        self,
+        sched: Scheduler,
+        kind: SwitchKind,
+        label: str,
+        current: Context | None,
+        candidates: Sequence[Context],
+    ) -> Context:
+        """What the default policy chooses."""
+        self.sched = sched
+        return self.inner.choose(sched, kind, label, current, candidates)
 
 
 def yield_to(k: Kernel, policy: Priority, *order: int) -> None:
