@@ -323,6 +323,8 @@ class _OwnedLock(_Lock):
             t.preempt_count -= 1
         s = kernel._sched
         if s is not None:
+            if self._atomic and not t.preempt_count:
+                s.wake_up_var(kernel.rcu)  # the implied RCU read-side section ended
             if self.waiters:
                 first = self.waiters[0]
                 if self._fifo or self.handoff:

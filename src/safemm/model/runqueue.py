@@ -375,7 +375,9 @@ class Scheduler:
         """A switch point in the running context: the policy may run another task here.
 
         Nothing switches in atomic context (the task holds a spinlock, is in an RCU
-        read-side section or has interrupts off).
+        read-side section or has interrupts off) — except at ``schedule()``, where the task
+        really sleeps: the kernel switches there even from atomic context, after reporting
+        it (a reader that sleeps stays an RCU reader: the grace period waits for it).
         """
         if self.aborting:
             return
@@ -385,7 +387,7 @@ class Scheduler:
         self.steps += 1
         if self.steps > self.max_steps:
             self._livelock()
-        if t.preempt_count or t.rcu_depth or t.irqs_disabled:
+        if (t.preempt_count or t.rcu_depth or t.irqs_disabled) and kind is not SwitchKind.SCHEDULE:
             return
         cands = [c for c in self.contexts if c.state == _RUNNABLE]
         yields = kind in _YIELDS
