@@ -211,6 +211,8 @@ class Kernel:
         self.shrinkers: list[Shrinker] = []
         self.open_files: dict[int, File] = {}
         self._pids = itertools.count(1)
+        #: Per-kernel numbering of mms, VMAs, anon_vmas, files, inodes, ... (see ``new_id``).
+        self._ids: dict[str, itertools.count[int]] = {}
         self._idle = Task(self, 0, "swapper/0", PF_KTHREAD)
         self._kswapd = Task(self, 0, "kswapd0", PF_KTHREAD | PF_MEMALLOC)
         self._kworker = Task(self, 0, "kworker/0:1", PF_KTHREAD)
@@ -384,17 +386,21 @@ class Kernel:
         text = splat.render()
         self.splats.append(splat)
         self.dmesg.append(text)
+        error: KernelBug | KernelWarning | None = None
         if kind is SplatKind.DEADLOCK:
-            if contract == "livelock":
-                raise Livelock(text, splat)
-            raise Deadlock(text, splat)
-        if kind is SplatKind.BUG:
-            raise KernelBug(text, splat)
-        if kind is SplatKind.LEAK:
+            error = Livelock(text, splat) if contract == "livelock" else Deadlock(text, splat)
+        elif kind is SplatKind.BUG:
+            error = KernelBug(text, splat)
+        elif kind is SplatKind.LEAK:
             self.leaks.append(splat)
-            return
-        if kind in WARN_KINDS and self.panic_on_warn:
-            raise KernelWarning(text, splat)
+        elif kind in WARN_KINDS and self.panic_on_warn:
+            error = KernelWarning(text, splat)
+        if error is not None:
+            if s is not None:
+                # The concurrent run ends here: this task unwinds without switching or
+                # reporting again, then the others are unwound.
+                s.fail(error)
+            raise error
 
     def leak(self, what: str, message: str) -> None:
         """Record a leak found outside any call (from a finaliser): never raises."""
@@ -510,6 +516,15 @@ class Kernel:
     def next_pid(self) -> int:
         """Allocate a pid."""
         return next(self._pids)
+
+    def new_id(self, kind: str, first: int = 1) -> int:
+        """The next number of a kind of object (``mm``, ``vma``, ``file``, ...) in this
+        machine: numbered per kernel, not per interpreter, so that two machines built the
+        same way name their objects alike and a schedule's trace replays word for word."""
+        c = self._ids.get(kind)
+        if c is None:
+            c = self._ids[kind] = itertools.count(first)
+        return next(c)
 
 
 def _report_leaks_at_exit() -> None:
