@@ -1313,19 +1313,23 @@ def _checkout(rev: str, dest: str) -> Path:
 
 
 def bench_one_task(
-    against: str = BASELINE, *, batches: int = 41, scale: float = 1.0
+    against: str = BASELINE, *, batches: int = 40, rounds: int = 4, scale: float = 1.0
 ) -> list[BenchResult]:
     """The one-task costs of this tree against commit ``against``, in one run.
 
     Two worker processes, one importing this tree's ``src/`` and one ``src/`` of ``against``
     (extracted with ``git archive`` to a temporary directory), run the same workloads
-    (:func:`_one_task_groups`), batch by batch and alternately (which goes first alternates);
-    a ratio is the median over batch pairs of this tree's cost over the other's. Target: at
-    most 1.05 (issue 9: no cost when there is one task). Needs a git checkout.
+    (:func:`_one_task_groups`), batch by batch and alternately (which goes first alternates),
+    both on one CPU; a ratio is the median over batch pairs of this tree's cost over the
+    other's. A pair of processes has a bias of its own (code and heap layout: up to 2% when
+    a tree is compared with itself), so the batches are spread over ``rounds`` pairs of fresh
+    workers. Target: at most 1.05 (issue 9: no cost when there is one task). Needs a git
+    checkout.
 
     Args:
         against: The commit to compare with.
-        batches: Batches per group and side.
+        batches: Batches per group and side, in all rounds together.
+        rounds: Pairs of worker processes, one after the other.
         scale: Multiplies the operations per batch (:data:`ONE_TASK_REPS`).
 
     Returns:
@@ -1333,25 +1337,27 @@ def bench_one_task(
         this tree.
     """
     src = Path(__file__).resolve().parents[1]
+    got: tuple[dict[str, list[float]], dict[str, list[float]]] = ({}, {})
+    rounds = max(1, min(rounds, batches))
     with tempfile.TemporaryDirectory(prefix="safemm-bench-") as tmp:
         base = _checkout(against, tmp)
         # Both workers on one CPU: load from other processes on a shared machine then slows
         # both alike (on two CPUs, one of them could be the busy one all along).
         cpu = min(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        workers = (_Worker(base, tmp, cpu), _Worker(src, tmp, cpu))
-        got: tuple[dict[str, list[float]], dict[str, list[float]]] = ({}, {})
-        try:
-            for group, reps in ONE_TASK_REPS.items():
-                n = max(1, round(reps * scale))
+        for r in range(rounds):
+            workers = (_Worker(base, tmp, cpu), _Worker(src, tmp, cpu))
+            try:
+                for group, reps in ONE_TASK_REPS.items():
+                    n = max(1, round(reps * scale))
+                    for w in workers:
+                        w.run(group, max(1, n // 4))
+                    for b in range(batches * r // rounds, batches * (r + 1) // rounds):
+                        for side in (0, 1) if b % 2 == 0 else (1, 0):
+                            for name, ns in workers[side].run(group, n).items():
+                                got[side].setdefault(name, []).append(ns / n)
+            finally:
                 for w in workers:
-                    w.run(group, max(1, n // 4))
-                for b in range(batches):
-                    for side in (0, 1) if b % 2 == 0 else (1, 0):
-                        for name, ns in workers[side].run(group, n).items():
-                            got[side].setdefault(name, []).append(ns / n)
-        finally:
-            for w in workers:
-                w.close()
+                    w.close()
     out = []
     labels = (against, "this tree")
     for name, what in ONE_TASK_NAMES.items():
