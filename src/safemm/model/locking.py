@@ -97,7 +97,16 @@ class Lockdep:
         """Record an acquisition (``lock_acquire``); check it unless it is a trylock (or was
         checked before the task blocked on it)."""
         if not trylock and task.held_locks:
-            self.check(task, lock, where)
+            # check(), inlined: this runs at every lock acquisition.
+            cls = lock.lock_class
+            for held in task.held_locks:
+                hcls = held.lock.lock_class
+                if hcls is cls:
+                    continue
+                edges = self._after.get(hcls)
+                if edges is not None and cls in edges:
+                    continue
+                self._add_edge(hcls, cls, where, task)
         task.held_locks.append(HeldLock(lock, read, where))
 
     def check(self, task: Task, lock: _Lock, where: str) -> None:
@@ -235,12 +244,12 @@ class _OwnedLock(_Lock):
     def _acquire(self, kernel: Kernel, where: str) -> None:
         """The blocking acquisition: waits for the owner inside ``Kernel.concurrently``;
         outside it, a lock held for ever (by anyone) is a deadlock."""
-        if self._sleeps:
-            might_sleep(kernel, where, switch=False)
+        t = kernel.current
+        if self._sleeps and (t.preempt_count or t.rcu_depth or t.irqs_disabled):
+            might_sleep(kernel, where, switch=False)  # the report (its check, inlined)
         s = kernel._sched
         if s is not None:
             s.point(SwitchKind.LOCK, _label(where, self.name))
-        t = kernel.current
         if self.owner is t:
             _recursive(kernel, t, self, where)
             _deadlock(kernel, t, self, "itself", where)
@@ -435,11 +444,12 @@ class RwSemaphore(_Lock):
         """``down_read()``: may sleep. Inside ``Kernel.concurrently`` it queues behind a
         held or queued writer (``rwsem_down_read_slowpath``: a reader steals the lock only
         when nobody holds it); outside, blocking there is a deadlock."""
-        might_sleep(kernel, where, switch=False)
+        t = kernel.current
+        if t.preempt_count or t.rcu_depth or t.irqs_disabled:
+            might_sleep(kernel, where, switch=False)  # the report (its check, inlined)
         s = kernel._sched
         if s is not None:
             s.point(SwitchKind.LOCK, _label(where, self.name))
-        t = kernel.current
         if self.writer is not None:
             if self.writer is t:
                 _recursive(kernel, t, self, where)
@@ -529,11 +539,12 @@ class RwSemaphore(_Lock):
     def down_write(self, kernel: Kernel, where: str) -> None:
         """``down_write()``: may sleep; inside ``Kernel.concurrently`` it waits for every
         holder; outside, blocking there is a deadlock."""
-        might_sleep(kernel, where, switch=False)
+        t = kernel.current
+        if t.preempt_count or t.rcu_depth or t.irqs_disabled:
+            might_sleep(kernel, where, switch=False)  # the report (its check, inlined)
         s = kernel._sched
         if s is not None:
             s.point(SwitchKind.LOCK, _label(where, self.name))
-        t = kernel.current
         if self.writer is not None or self.readers:
             if self.writer is t or t in self.readers:
                 _recursive(kernel, t, self, where)

@@ -169,7 +169,7 @@ def vma_start_write(vma: Vma, where: str = _F + "vma_start_write") -> None:
         return
     might_sleep(k, where)
     s = k._sched
-    if vma.readers and s is not None and k.current not in vma.readers:
+    if s is not None and vma.readers and k.current not in vma.readers:
         # __vma_start_write: readers fail from now on; wait for the ones inside to leave.
         vma.vm_lock_seq = mm.mm_lock_seq
         while vma.readers:
