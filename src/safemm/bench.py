@@ -741,6 +741,9 @@ class _Alternate:
 
     __slots__ = ()
 
+    def begin(self, sched: Scheduler) -> None:
+        """Nothing to prepare."""
+
     def choose(
         self,
         sched: Scheduler,
@@ -1036,6 +1039,10 @@ class _StepCounter:
     def steps(self) -> int:
         """Switch points of the (last) run."""
         return 0 if self.sched is None else self.sched.steps
+
+    def begin(self, sched: Scheduler) -> None:
+        """Remember the run's scheduler (its step count is read afterwards)."""
+        self.sched = sched
 
     def choose(
         self,
