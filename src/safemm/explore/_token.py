@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -103,10 +104,19 @@ class Token:
         return cls(STRATEGIES[code], seed, decisions, end_check, tuple(devs))
 
 
+_NUMBERS = re.compile(r"0x[0-9a-fA-F]+|\d+")
+
+
 def fingerprint(
     check: int, kind: str, label: str, current: int, candidates: tuple[int, ...]
 ) -> int:
-    """Fold one decision into a running 16-bit fingerprint."""
+    """Fold one decision into a running 16-bit fingerprint.
+
+    Numbers in the label are left out: they name objects by ids the model draws from
+    process-wide counters (``mm66->mmap_lock``, ``vma#132``), which differ between a schedule
+    and its replay in another run of the same program.
+    """
+    label = _NUMBERS.sub("#", label)
     data = f"{kind}|{label}|{current}|{','.join(map(str, candidates))}".encode()
     return zlib.crc32(data, check) & 0xFFFF
 

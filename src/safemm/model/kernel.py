@@ -383,6 +383,11 @@ class Kernel:
         text = splat.render()
         self.splats.append(splat)
         self.dmesg.append(text)
+        fatal = kind in (SplatKind.DEADLOCK, SplatKind.BUG) or (
+            kind in WARN_KINDS and self.panic_on_warn
+        )
+        if fatal and s is not None:
+            s.oops()
         if kind is SplatKind.DEADLOCK:
             if contract == "livelock":
                 raise Livelock(text, splat)

@@ -89,7 +89,9 @@ class Context:
     Invariant: while another context runs, ``tasks``/``frames``/``task_work`` hold this
     context's kernel entry stack (the running context's live in the :class:`Kernel`);
     ``state`` is runnable, blocked (``waiting`` says on what), done, or idle (the kworker with
-    no work).
+    no work). ``oopsed``: the context raised a fatal report (a BUG, or a warning under
+    ``panic_on_warn``) and is unwinding to end the run — like an oopsed task in
+    ``make_task_dead``, it is never preempted again.
     """
 
     __slots__ = (
@@ -99,6 +101,7 @@ class Context:
         "glet",
         "index",
         "name",
+        "oopsed",
         "result",
         "state",
         "task_work",
@@ -114,6 +117,7 @@ class Context:
         self.task_work: list[Callable[[], None]] = []
         self.state = _RUNNABLE
         self.waiting: Callable[[], str] | None = None
+        self.oopsed = False
         self.deadlocked = False
         self.result: object = None
         self.error: BaseException | None = None
@@ -371,9 +375,9 @@ class Scheduler:
         Nothing switches in atomic context (the task holds a spinlock, is in an RCU
         read-side section or has interrupts off).
         """
-        if self.aborting:
-            return
         cur = self.current
+        if self.aborting or cur.oopsed:
+            return
         k = self.kernel
         t = k._tasks[-1]
         self.steps += 1
@@ -402,6 +406,12 @@ class Scheduler:
             if not yields:
                 self.preemptions += 1
             self._switch_to(nxt)
+
+    def oops(self) -> None:
+        """The running context is about to raise a fatal report: it ends the run, so its
+        unwinding (``finally`` blocks releasing locks) takes no switch points — no other task
+        runs after the splat and the trace ends at it."""
+        self.current.oopsed = True
 
     def block(self, waiting: Callable[[], str]) -> None:
         """The running context cannot go on until :meth:`wake`: run another one.
