@@ -364,8 +364,10 @@ class Kernel:
         ``panic_on_warn`` is on; leaks are also kept in ``leaks``.
         """
         s = self._sched
-        if s is not None and s.aborting:
-            return  # unwinding the other tasks of a failed concurrent run
+        if s is not None and (s.aborting or s.current.oopsed):
+            # Unwinding the other tasks of a failed concurrent run, or the task whose report
+            # ended it (a panic stops the machine: its first splat is the failure).
+            return
         c = CONTRACTS[contract]
         t = self.current
         if title is None:

@@ -410,7 +410,8 @@ class Scheduler:
     def oops(self) -> None:
         """The running context is about to raise a fatal report: it ends the run, so its
         unwinding (``finally`` blocks releasing locks) takes no switch points — no other task
-        runs after the splat and the trace ends at it."""
+        runs after the splat and the trace ends at it — and reports nothing more (a report
+        from a ``finally`` block would replace the first one, which is the failure)."""
         self.current.oopsed = True
 
     def block(self, waiting: Callable[[], str]) -> None:
