@@ -418,7 +418,9 @@ class Kernel:
         """
         s = self._sched
         if s is not None and s.aborting:
-            return  # unwinding the other tasks of a failed concurrent run
+            # Unwinding the other tasks of a failed concurrent run, or the task whose report
+            # ended it (a panic stops the machine: its first splat is the failure).
+            return
         c = CONTRACTS[contract]
         t = self.current
         if title is None:

@@ -387,9 +387,9 @@ class Scheduler:
         really sleeps: the kernel switches there even from atomic context, after reporting
         it (a reader that sleeps stays an RCU reader: the grace period waits for it).
         """
+        cur = self.current
         if self.aborting:
             return
-        cur = self.current
         k = self.kernel
         t = k._tasks[-1]
         self.steps += 1
