@@ -18,13 +18,14 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 
-import pytest
 from typing_extensions import override
 
 from safemm import Deadlock, Kernel, KernelError, KernelWarning
-from safemm.explore import explore, replay
+from safemm.explore import explore
 from safemm.fs import File, FileOperations
 from safemm.sync import Mutex
+
+from .races import assert_dfs_passes, assert_replays, small_kernel
 
 SWAP_AB = 1
 SWAP_BA = 2
@@ -72,13 +73,9 @@ def _scenario(*, broken: bool) -> Callable[[Kernel], None]:
     return scenario
 
 
-def _kernel() -> Kernel:
-    return Kernel(panic_on_warn=False)
-
-
 def test_abba_is_found_as_a_deadlock_and_as_a_lockdep_warning() -> None:
     broken = _scenario(broken=True)
-    ex = explore(broken, strategy="pct", schedules=100, seed=0, kernel_factory=_kernel)
+    ex = explore(broken, strategy="pct", schedules=100, seed=0, kernel_factory=small_kernel)
     by_contract = {f.contract: f for f in ex.failures}
     assert set(by_contract) == {"lock-order", "deadlock"}, ex.report()
     warn, dead = by_contract["lock-order"], by_contract["deadlock"]
@@ -91,21 +88,9 @@ def test_abba_is_found_as_a_deadlock_and_as_a_lockdep_warning() -> None:
     assert "waiting for mutex twolock.a" in str(dead.error)
     assert "<-- preempted" in dead.trace
     # Every token replays its own failure.
-    with pytest.raises(KernelWarning) as w:
-        replay(broken, warn.schedule, kernel_factory=_kernel)
-    assert w.value.contract == "lock-order"
-    with pytest.raises(Deadlock) as d:
-        replay(broken, dead.schedule, kernel_factory=_kernel)
-    assert d.value.contract == "deadlock"
+    assert_replays(broken, warn)
+    assert_replays(broken, dead)
 
 
-def test_one_lock_order_passes_every_schedule_within_two_preemptions() -> None:
-    ex = explore(
-        _scenario(broken=False),
-        strategy="dfs",
-        schedules=5000,
-        preemptions=2,
-        kernel_factory=_kernel,
-    )
-    assert ex.exhausted and ex.ok, ex.report()
-    assert ex.schedules_run > 10
+def test_one_lock_order_passes_every_schedule_within_three_preemptions() -> None:
+    assert_dfs_passes(_scenario(broken=False), 3)
