@@ -211,6 +211,10 @@ class Kernel:
         self.shrinkers: list[Shrinker] = []
         self.open_files: dict[int, File] = {}
         self._pids = itertools.count(1)
+        # Per machine, not per Python process: a schedule token's switch-point labels name
+        # mms and VMAs by id, so a fresh kernel must number them the same way on replay.
+        self._mm_ids = itertools.count(1)
+        self._vma_ids = itertools.count(1)
         self._idle = Task(self, 0, "swapper/0", PF_KTHREAD)
         self._kswapd = Task(self, 0, "kswapd0", PF_KTHREAD | PF_MEMALLOC)
         self._kworker = Task(self, 0, "kworker/0:1", PF_KTHREAD)

@@ -47,8 +47,6 @@ VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV
 #: (arch/x86/mm/mmap.c mmap_base).
 MMAP_BASE = TASK_SIZE - (128 << 20)
 
-_mm_ids = itertools.count(1)
-_vma_ids = itertools.count(1)
 _anon_ids = itertools.count(1)
 
 MMAP_LOCK_CLASS = LockClass("&mm->mmap_lock")
@@ -129,7 +127,7 @@ class Vma:
     )
 
     def __init__(self, mm: MmStruct, start: int, end: int, pgoff: int, flags: int) -> None:
-        self.id = next(_vma_ids)
+        self.id = next(mm.kernel._vma_ids)
         self.vm_mm = mm
         self.vm_start = start
         self.vm_end = end
@@ -225,7 +223,7 @@ class MmStruct:
 
     def __init__(self, kernel: Kernel, owner_pid: int) -> None:
         self.kernel = kernel
-        self.id = next(_mm_ids)
+        self.id = next(kernel._mm_ids)
         self.owner_pid = owner_pid
         self.mm_users = 1
         self.mm_count = 1
