@@ -15,12 +15,18 @@ from typing import TYPE_CHECKING, Generic, TypeVar, final
 from typing_extensions import override
 
 from . import _virt
-from ._page import Page
+from ._page import Page, PageLock
 from ._scope import _TOKEN, HookCall, SafeObject, Scope, _Token, check_token, running_kernel, stale
 from .model import fs as _rawfs
 from .model import memory as _memory
 from .model.errors import KernelError
-from .model.mm_types import VM_FAULT_NOPAGE, VM_FAULT_OOM, VM_FAULT_SIGBUS, VmOperationsStruct
+from .model.mm_types import (
+    VM_FAULT_LOCKED,
+    VM_FAULT_NOPAGE,
+    VM_FAULT_OOM,
+    VM_FAULT_SIGBUS,
+    VmOperationsStruct,
+)
 
 if TYPE_CHECKING:
     from .model.fs import AddressSpace as _RawMapping
@@ -227,7 +233,7 @@ class VmFaultReason(enum.Enum):
     SIGBUS = VM_FAULT_SIGBUS
     #: Out of memory (``VM_FAULT_OOM``).
     OOM = VM_FAULT_OOM
-    #: The hook installed the PTE itself (``VM_FAULT_NOPAGE``).
+    #: The hook installed the PTE itself, or the access should fault again (``VM_FAULT_NOPAGE``).
     NOPAGE = VM_FAULT_NOPAGE
 
 
@@ -268,8 +274,9 @@ class VmOperations(Generic[T]):
     with :meth:`VmAreaNew.set_vm_ops`. Override the hooks you need; the kernel calls them on
     VMAs carrying these ops — including pieces made by split, copies made by mremap and fork.
 
-    ``may_split`` and ``mremap`` veto by raising KernelError; ``fault`` returns the page to map
-    (the kernel takes its own reference) or a :class:`VmFaultReason`.
+    ``may_split`` and ``mremap`` veto by raising KernelError; ``fault`` returns the page to map,
+    locked (:class:`~safemm.page.PageLock`: the kernel takes over its lock and reference), or
+    a :class:`VmFaultReason`.
     """
 
     def __init__(self, private_type: type[T], name: str = "vm_ops") -> None:
@@ -283,8 +290,16 @@ class VmOperations(Generic[T]):
     def close(self, vma: _virt.VmAreaOwnedRef[T]) -> None:
         """``->close``: one VMA piece is going away (called exactly once per piece)."""
 
-    def fault(self, vmf: VmFault[T]) -> Page | VmFaultReason:
-        """``->fault``: supply the page for ``vmf.pgoff``."""
+    def fault(self, vmf: VmFault[T]) -> PageLock | VmFaultReason:
+        """``->fault``: supply the page for ``vmf.pgoff``, locked (``VM_FAULT_LOCKED``).
+
+        Return ``page.trylock()`` taken while the driver's lock still says the page is at
+        ``vmf.pgoff`` (or ``VmFaultReason.NOPAGE`` to make the access fault again when the
+        page is locked by someone else). The kernel holds the page pinned and locked until
+        its PTE is installed, so a reclaim path that must lock the page (``Page.trylock``)
+        before unmapping and freeing it cannot free it under the fault (``filemap_fault``
+        and truncate close this race the same way).
+        """
         return VmFaultReason.SIGBUS
 
     def may_split(self, vma: _virt.VmAreaOwnedRef[T], addr: int) -> None:
@@ -348,14 +363,21 @@ class VmOperations(Generic[T]):
             call, _ = wrap("fault", raw.vma)
             with call as scope:
                 res = self.fault(VmFault(_TOKEN, raw, _virt.make_owned(self, raw.vma, scope)))
-            if isinstance(res, Page):
-                page = res._live()
-                kernel.pages.get_page(page)
-                raw.page = page
-                return 0
-            if not isinstance(res, VmFaultReason):
-                raise TypeError(f"{name}->fault must return a Page or a VmFaultReason")
-            return int(res.value)
+            got: object = res  # checked at run time too: drivers may be untyped
+            if isinstance(got, PageLock):
+                # VM_FAULT_LOCKED: the lock and the reference pass to the kernel, which
+                # unlocks the page once finish_fault has installed the PTE.
+                raw.page = got._consume()
+                return VM_FAULT_LOCKED
+            if isinstance(got, Page):
+                raise TypeError(
+                    f"{name}->fault returned an unlocked Page: return page.trylock() (taken "
+                    "under the lock that says the page is still there), or reclaim can free "
+                    "it before the kernel maps it"
+                )
+            if not isinstance(got, VmFaultReason):
+                raise TypeError(f"{name}->fault must return a PageLock or a VmFaultReason")
+            return int(got.value)
 
         self._raw = VmOperationsStruct(
             name=name,

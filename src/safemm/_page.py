@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Self, final
 
 from typing_extensions import override
 
@@ -12,10 +12,12 @@ from .model.mman import PAGE_SIZE
 from .model.page_alloc import GFP_KERNEL, Gfp, PageKind
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from .model.kernel import Kernel
     from .model.page_alloc import Page as _RawPage
 
-__all__ = ["Page"]
+__all__ = ["Page", "PageLock"]
 
 
 @final
@@ -72,6 +74,23 @@ class Page(SafeObject):
         """``fill_zero_raw``: zero the whole page."""
         self._live().zero()
 
+    def trylock(self) -> PageLock | None:
+        """``trylock_page`` plus ``get_page``: lock the page (``PG_locked``) and pin it, or
+        None when it is locked already. Never sleeps, so it may be called under a spinlock.
+
+        What ``->fault`` returns (``VM_FAULT_LOCKED``): take it while the driver's own lock
+        still says the page belongs where the fault is; the kernel keeps the page pinned and
+        locked until its PTE is installed. Reclaim that unmaps and frees a page must hold
+        its lock too (``truncate_inode_folio`` runs with the folio locked), so it cannot
+        free a page that a fault is between looking up and mapping.
+        """
+        k = self._kernel
+        page = self._live()
+        if not k.pages.trylock_page(page):
+            return None
+        k.pages.get_page(page)
+        return PageLock(_TOKEN, k, page)
+
     def free(self) -> None:
         """Drop this handle's reference (``__free_pages`` if it was the last)."""
         page = self._live()
@@ -102,3 +121,71 @@ class Page(SafeObject):
     @override
     def __repr__(self) -> str:
         return f"<Page pfn={self._page.pfn:#x}{' freed' if self._freed else ''}>"
+
+
+@final
+class PageLock(SafeObject):
+    """A locked, pinned page (``PG_locked`` held, one reference): from :meth:`Page.trylock`.
+
+    Invariant: until :meth:`unlock` (or until the kernel takes it over from ``->fault``),
+    this guard holds the page lock and one reference on the page frame.
+    """
+
+    __slots__ = ("__weakref__", "_done", "_kernel", "_page")
+
+    def __init__(self, _key: _Token, kernel: Kernel, page: _RawPage) -> None:
+        check_token(_key, "PageLock")
+        self._kernel = kernel
+        self._page = page
+        self._done = False
+
+    def _take(self, what: str) -> _RawPage:
+        if self._done:
+            raise StaleReferenceError(f"{self!r} used after {what}")
+        self._done = True
+        return self._page
+
+    def _consume(self) -> _RawPage:
+        """The kernel takes the lock and the reference over (``->fault`` returned it)."""
+        return self._take("it was returned from ->fault")
+
+    @property
+    def locked(self) -> bool:
+        """Whether this guard still holds the page lock."""
+        return not self._done
+
+    def is_page(self, page: Page) -> bool:
+        """Whether this is the lock of ``page`` (the fault path's ``page->mapping`` re-check:
+        is it still the page the driver's state names?)."""
+        return not page._freed and page._page is self._page and not self._done
+
+    def unlock(self) -> None:
+        """``unlock_page`` then ``put_page``."""
+        page = self._take("unlock()")
+        self._kernel.pages.unlock_page(page)
+        self._kernel.pages.put_page(page, "rust/kernel/page.rs:PageLock::drop")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._done:
+            self.unlock()
+
+    def __del__(self) -> None:
+        if not hasattr(self, "_done"):  # the constructor refused (no token)
+            return
+        if not self._done:
+            self._kernel.leak(
+                f"PageLock pfn {self._page.pfn:#x}",
+                f"page pfn {self._page.pfn:#x} was locked and the guard dropped without unlock()",
+            )
+
+    @override
+    def __repr__(self) -> str:
+        return f"<PageLock pfn={self._page.pfn:#x}{'' if not self._done else ' released'}>"

@@ -50,7 +50,7 @@ from safemm.model.page_alloc import GFP_KERNEL, PageKind
 from safemm.model.page_alloc import Page as RawPage
 from safemm.model.printk import Splat
 from safemm.model.vm_flags import VM_MAYWRITE, VM_MIXEDMAP
-from safemm.page import Page
+from safemm.page import Page, PageLock
 from safemm.task import current
 from safemm.virt import VmAreaNew, VmAreaOwnedRef, VmAreaRef
 
@@ -138,11 +138,12 @@ class BufVmOps(VmOperations[Buf]):
             self.on_close()
 
     @override
-    def fault(self, vmf: VmFault[Buf]) -> Page | VmFaultReason:
+    def fault(self, vmf: VmFault[Buf]) -> PageLock | VmFaultReason:
         pages = vmf.vma.private_data.pages
         if vmf.pgoff >= len(pages):
             return VmFaultReason.SIGBUS
-        return pages[vmf.pgoff]
+        locked = pages[vmf.pgoff].trylock()
+        return VmFaultReason.NOPAGE if locked is None else locked
 
     @override
     def mremap(self, vma: VmAreaOwnedRef[Buf]) -> None:

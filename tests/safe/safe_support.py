@@ -9,7 +9,7 @@ from typing_extensions import override
 from safemm import MAP_SHARED, PAGE_SIZE, PROT_READ, Kernel, Process
 from safemm.fs import File, FileOperations, VmFault, VmFaultReason, VmOperations
 from safemm.mm import Mm, MmWithUser
-from safemm.page import Page
+from safemm.page import Page, PageLock
 from safemm.task import current
 from safemm.virt import VmAreaNew, VmAreaOwnedRef
 
@@ -36,11 +36,12 @@ class SampleVmOps(VmOperations[Mapping]):
         vma.private_data.closes += 1
 
     @override
-    def fault(self, vmf: VmFault[Mapping]) -> Page | VmFaultReason:
+    def fault(self, vmf: VmFault[Mapping]) -> PageLock | VmFaultReason:
         pages = vmf.vma.private_data.pages
         if vmf.pgoff >= len(pages):
             return VmFaultReason.SIGBUS
-        return pages[vmf.pgoff]
+        locked = pages[vmf.pgoff].trylock()
+        return VmFaultReason.NOPAGE if locked is None else locked
 
 
 class SampleDriver(FileOperations[Mapping]):

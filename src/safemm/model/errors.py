@@ -102,4 +102,12 @@ class StaleReferenceError(Exception):
 
 
 class InvariantError(AssertionError):
-    """``Kernel.check_invariants()`` found a broken invariant; the message names it."""
+    """``Kernel.check_invariants()`` found a broken invariant; the message names it.
+
+    ``contract`` is the invariant's id (``no-leaks``, ``pte-page-live``, ...), so a failure
+    found by :func:`safemm.explore.explore` is keyed and reported by it like a splat.
+    """
+
+    def __init__(self, message: str, contract: str | None = None) -> None:
+        super().__init__(message)
+        self.contract = contract

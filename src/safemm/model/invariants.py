@@ -24,7 +24,7 @@ __all__ = ["check_invariants"]
 
 
 def _fail(name: str, detail: str) -> None:
-    raise InvariantError(f"invariant '{name}' broken: {detail}")
+    raise InvariantError(f"invariant '{name}' broken: {detail}", name)
 
 
 def _check_vmas(k: Kernel, mm: MmStruct, mappings: dict[int, AddressSpace]) -> None:

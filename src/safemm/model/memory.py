@@ -28,6 +28,7 @@ from .mm_types import (
     FAULT_FLAG_WRITE,
     VM_FAULT_DONE_COW,
     VM_FAULT_ERROR,
+    VM_FAULT_LOCKED,
     VM_FAULT_NOPAGE,
     VM_FAULT_OOM,
     VM_FAULT_RETRY,
@@ -768,6 +769,8 @@ def _call_fault(vmf: VmFault) -> int:
         ret = ops.fault(vmf)
     if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY | VM_FAULT_DONE_COW):
         if vmf.page is not None and not ret & VM_FAULT_NOPAGE:
+            if ret & VM_FAULT_LOCKED:
+                k.pages.unlock_page(vmf.page)
             k.pages.put_page(vmf.page)
             vmf.page = None
         return ret
@@ -782,16 +785,20 @@ def _call_fault(vmf: VmFault) -> int:
     return ret
 
 
-def _finish_fault(vmf: VmFault, page: Page, anon: bool) -> int:
+def _finish_fault(vmf: VmFault, page: Page, anon: bool, locked: bool = False) -> int:
     """``finish_fault``/``set_pte_range``: map the page ``->fault`` returned (or a COW copy).
 
-    The PTE takes over the reference the fault handler took.
+    The PTE takes over the reference the fault handler took. ``locked``: the handler returned
+    ``VM_FAULT_LOCKED``, so the page stays locked until the PTE is in and is unlocked here
+    (``do_read_fault``/``do_shared_fault``: ``finish_fault`` then ``folio_unlock``).
     """
     vma = vmf.vma
     mm = vma.vm_mm
     k = mm.kernel
     vpn = vmf.address >> PAGE_SHIFT
     if mm.pgtables.lookup(vpn) is not None:
+        if locked:
+            k.pages.unlock_page(page)
         k.pages.put_page(page)
         return VM_FAULT_NOPAGE
     if anon:
@@ -801,6 +808,8 @@ def _finish_fault(vmf: VmFault, page: Page, anon: bool) -> int:
     page.mapcount += 1
     _rss_add(mm, page, 1)
     mm.pgtables.set(vpn, Pte(page.pfn, page, write=write, special=False, dirty=vmf.write))
+    if locked:
+        k.pages.unlock_page(page)
     return 0
 
 
@@ -822,7 +831,7 @@ def do_fault(vmf: VmFault) -> int:
         if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY):
             return ret
         assert vmf.page is not None
-        return _finish_fault(vmf, vmf.page, anon=False)
+        return _finish_fault(vmf, vmf.page, anon=False, locked=bool(ret & VM_FAULT_LOCKED))
     if not vma.vm_flags & VM_SHARED:
         # do_cow_fault
         ret = _vmf_anon_prepare(vmf)
@@ -838,6 +847,8 @@ def do_fault(vmf: VmFault) -> int:
         assert vmf.page is not None
         cow.copy_from(vmf.page)
         k.counters.cow_fault += 1
+        if ret & VM_FAULT_LOCKED:
+            k.pages.unlock_page(vmf.page)
         ret = _finish_fault(vmf, cow, anon=True)
         k.pages.put_page(vmf.page)
         return ret | VM_FAULT_DONE_COW
@@ -850,9 +861,11 @@ def do_fault(vmf: VmFault) -> int:
         with k.driver_hook(ops.owner, vma.vm_file, f"{ops.name}->page_mkwrite"):
             mk = ops.page_mkwrite(vmf)
         if mk & (VM_FAULT_ERROR | VM_FAULT_NOPAGE):
+            if ret & VM_FAULT_LOCKED:
+                k.pages.unlock_page(vmf.page)
             k.pages.put_page(vmf.page)
             return mk
-    return _finish_fault(vmf, vmf.page, anon=False)
+    return _finish_fault(vmf, vmf.page, anon=False, locked=bool(ret & VM_FAULT_LOCKED))
 
 
 def _driver_page_made_writable(vma: Vma, pte: Pte, where: str) -> None:

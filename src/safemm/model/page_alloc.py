@@ -21,11 +21,13 @@ from typing_extensions import override
 from .errors import KernelError
 from .mman import PAGE_SIZE
 from .printk import SplatKind
+from .runqueue import SwitchKind
 from .sched import PF_MEMALLOC, might_sleep
 
 if TYPE_CHECKING:
     from .fs import AddressSpace
     from .kernel import Kernel
+    from .sched import Task
 
 __all__ = ["GFP_ATOMIC", "GFP_KERNEL", "GFP_NOWAIT", "Gfp", "Page", "PageKind"]
 
@@ -102,6 +104,7 @@ class Page:
         "data",
         "index",
         "kind",
+        "locked_by",
         "mapcount",
         "mapping",
         "pfn",
@@ -118,6 +121,8 @@ class Page:
         self.index = 0
         self.data: bytearray | None = None
         self.special_maps = 0
+        #: ``PG_locked``: the task holding the page lock (``trylock_page``), or None.
+        self.locked_by: Task | None = None
 
     def read(self, offset: int, length: int) -> bytes:
         """The bytes at ``[offset, offset+length)`` of the frame."""
@@ -316,6 +321,51 @@ class PageAllocator:
             )
         page.refcount += 1
 
+    def trylock_page(
+        self, page: Page, where: str = "include/linux/pagemap.h:trylock_page"
+    ) -> bool:
+        """``trylock_page``: set ``PG_locked`` if clear; never sleeps. The page must be live.
+
+        The page lock is what closes the fault-against-truncate race (mm/filemap.c): a
+        ``->fault`` that returns ``VM_FAULT_LOCKED`` keeps the page locked until
+        ``finish_fault`` has installed the PTE, and truncate (or a driver's reclaim) locks the
+        page before it unmaps and drops it.
+        """
+        k = self.kernel
+        if page.refcount <= 0:
+            k.report(
+                SplatKind.BUG,
+                "page-refcount",
+                f"trylock_page on a free page {page!r}",
+                where,
+                title=f"kernel BUG at {where}!",
+            )
+        s = k._sched
+        if page.locked_by is not None:
+            if s is not None:
+                s.point(SwitchKind.TRYLOCK_FAIL, f"trylock_page pfn {page.pfn:#x}")
+            return False
+        page.locked_by = k.current
+        if s is not None:
+            s.point(SwitchKind.LOCK, f"trylock_page pfn {page.pfn:#x}")
+        return True
+
+    def unlock_page(self, page: Page, where: str = "mm/filemap.c:folio_unlock") -> None:
+        """``unlock_page``: clear ``PG_locked`` (``VM_BUG_ON_FOLIO(!folio_test_locked)``)."""
+        k = self.kernel
+        if page.locked_by is None:
+            k.report(
+                SplatKind.BUG,
+                "page-refcount",
+                f"unlock_page of {page!r}, which is not locked",
+                where,
+                title=f"kernel BUG at {where}!",
+            )
+        page.locked_by = None
+        s = k._sched
+        if s is not None:
+            s.point(SwitchKind.UNLOCK, f"unlock_page pfn {page.pfn:#x}")
+
     def put_page(self, page: Page, where: str = "include/linux/mm.h:put_page") -> None:
         """``put_page``: drop a reference; the last one frees the frame (``__free_pages``)."""
         if page.kind is PageKind.ZERO:
@@ -344,6 +394,16 @@ class PageAllocator:
                 title=f"BUG: Bad page state in process {kernel.current.comm}  pfn:{page.pfn:x}",
             )
             page.mapcount = 0
+        if page.locked_by is not None:
+            # free_page_is_bad(): PG_locked is in PAGE_FLAGS_CHECK_AT_FREE.
+            kernel.report(
+                SplatKind.WARNING,
+                "page-refcount",
+                f"page {page!r} freed while locked by {page.locked_by.comm}",
+                where,
+                title=f"BUG: Bad page state in process {kernel.current.comm}  pfn:{page.pfn:x}",
+            )
+            page.locked_by = None
         if page.special_maps and kernel.strict:
             kernel.report(
                 SplatKind.STRICT,

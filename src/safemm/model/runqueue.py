@@ -548,25 +548,33 @@ class Scheduler:
     def _deadlock(self) -> None:
         k = self.kernel
         t = k.current
-        k.report(
-            SplatKind.DEADLOCK,
-            "deadlock",
-            "no task can run: every unfinished task is blocked\n" + self.describe_tasks(),
-            "kernel/hung_task.c:check_hung_uninterruptible_tasks",
-            title=f"INFO: task {t.comm}:{t.pid} blocked for more than 120 seconds.",
-        )
+        try:
+            k.report(
+                SplatKind.DEADLOCK,
+                "deadlock",
+                "no task can run: every unfinished task is blocked\n" + self.describe_tasks(),
+                "kernel/hung_task.c:check_hung_uninterruptible_tasks",
+                title=f"INFO: task {t.comm}:{t.pid} blocked for more than 120 seconds.",
+            )
+        finally:
+            # The report unwinds this context: its releases must not wake and run the tasks
+            # it deadlocked with (the run is over; ``run`` unwinds the others, switching off).
+            self.aborting = True
 
     def _livelock(self) -> None:
         k = self.kernel
         self.max_steps = self.steps + 1_000_000
-        k.report(
-            SplatKind.DEADLOCK,
-            "livelock",
-            f"{self.steps - 1} switch points without the run finishing (a task spinning on a "
-            "trylock, or a retry loop that never succeeds)\n" + self.describe_tasks(),
-            "kernel/watchdog.c:watchdog_timer_fn",
-            title="BUG: soft lockup - the run made no progress",
-        )
+        try:
+            k.report(
+                SplatKind.DEADLOCK,
+                "livelock",
+                f"{self.steps - 1} switch points without the run finishing (a task spinning on a "
+                "trylock, or a retry loop that never succeeds)\n" + self.describe_tasks(),
+                "kernel/watchdog.c:watchdog_timer_fn",
+                title="BUG: soft lockup - the run made no progress",
+            )
+        finally:
+            self.aborting = True  # as for a deadlock: the unwinding switches no more
 
 
 def _who(t: Task) -> str:

@@ -6,7 +6,7 @@ from typing_extensions import override
 
 from safemm.fs import File, FileOperations, VmFault, VmFaultReason, VmOperations
 from safemm.mm import Mm, MmapReadGuard, MmapWriteGuard, MmWithUser, MmWithUserAsync, VmaReadGuard
-from safemm.page import GFP_KERNEL, Page
+from safemm.page import GFP_KERNEL, Page, PageLock
 from safemm.shrinker import ListLru, LruStatus, LruWalk
 from safemm.sync import Mutex, MutexGuard, SpinLock, SpinLockGuard
 from safemm.task import Task, current
@@ -106,7 +106,7 @@ class Ops(VmOperations[Owner]):
             assert_type(mine.as_mixedmap_vma(), VmAreaMixedMapRef | None)
 
     @override
-    def fault(self, vmf: VmFault[Owner]) -> Page | VmFaultReason:
+    def fault(self, vmf: VmFault[Owner]) -> PageLock | VmFaultReason:
         assert_type(vmf.vma, VmAreaOwnedRef[Owner])
         assert_type(vmf.pgoff, int)
         return VmFaultReason.SIGBUS

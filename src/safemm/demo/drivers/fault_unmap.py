@@ -20,7 +20,7 @@ from typing_extensions import override
 
 from safemm import PAGE_SIZE
 from safemm.fs import AddressSpace, File, VmFault, VmFaultReason
-from safemm.page import Page
+from safemm.page import PageLock
 from safemm.shrinker import LruStatus, LruWalk
 
 from .common import Area, BinderDriver, BinderVmOps, Buffer, PageSlot
@@ -29,23 +29,34 @@ __all__ = ["FaultAndUnmapDriver", "FaultVmOps"]
 
 
 class FaultVmOps(BinderVmOps):
-    """:class:`BinderVmOps` plus ``->fault``: map the slot's page (the kernel takes its own
-    reference), or SIGBUS when the slot is empty (never filled, or reclaimed).
+    """:class:`BinderVmOps` plus ``->fault``: map the slot's page, or SIGBUS when the slot is
+    empty (never filled, or reclaimed).
 
-    Invariant: runs under the faulting task's mmap read lock; takes only ``area.lock``.
+    The page is returned locked and pinned (``VM_FAULT_LOCKED``), both taken under
+    ``area.lock`` while the slot still holds it: reclaim, which locks the page before it
+    unmaps and frees it, cannot free it between this lookup and the kernel's PTE install
+    (``finish_fault``). Returning the page after dropping ``area.lock`` without its lock was
+    the fault-against-reclaim race (tests/concurrency/test_race_fault_reclaim.py).
+
+    Invariant: runs under the faulting task's mmap read lock; takes only ``area.lock`` and
+    the page lock (a trylock).
     """
 
     @override
-    def fault(self, vmf: VmFault[Area]) -> Page | VmFaultReason:
+    def fault(self, vmf: VmFault[Area]) -> PageLock | VmFaultReason:
         area = vmf.vma.private_data
         index = vmf.pgoff
         with area.lock.lock():
             page = area.slots[index].page if index < area.npages else None
+            locked = None if page is None else page.trylock()
         if page is None:
             self.stats.paths["fault.sigbus"] += 1
             return VmFaultReason.SIGBUS
+        if locked is None:  # another fault is mapping it right now: fault again
+            self.stats.paths["fault.page_locked"] += 1
+            return VmFaultReason.NOPAGE
         self.stats.pages_faulted += 1
-        return page
+        return locked
 
 
 class FaultAndUnmapDriver(BinderDriver):
@@ -53,7 +64,9 @@ class FaultAndUnmapDriver(BinderDriver):
 
     Invariant (beyond :class:`BinderDriver`'s): ``area.mapping`` is the file's own address
     space; a PTE maps a slot's page only while the slot holds it, because reclaim unmaps the
-    page's file offset (under ``area.lock``, which ``->fault`` takes too) before freeing it.
+    page's file offset before freeing it, holding ``area.lock`` (which ``->fault`` takes to
+    look the page up) and the page lock (which ``->fault`` hands to the kernel, held until
+    the PTE is installed).
     """
 
     strategy = "fault-and-unmap"
@@ -91,20 +104,28 @@ class FaultAndUnmapDriver(BinderDriver):
         mapping = area.mapping
         if mapping is None:
             return self.skip("shrink.no_mapping")
-        # area.lock keeps ->fault from mapping the page again between unmap and free.
+        # area.lock keeps ->fault from looking the page up between unmap and free.
         sguard = area.lock.try_lock()
         if sguard is None:
             return self.skip("shrink.skip_spinlock")
+        page = slot.require_page()
+        # The page lock: a fault that looked the page up earlier holds it until its PTE is
+        # in; unmapping now would leave that PTE behind (truncate locks the folio too).
+        plock = page.trylock()
+        if plock is None:
+            sguard.unlock()
+            return self.skip("shrink.skip_page_locked")
         # Reclaim cannot sleep: the trylock variant, which gives up if i_mmap_rwsem is busy.
         if not mapping.unmap_mapping_range_trylock(slot.index * PAGE_SIZE, PAGE_SIZE):
+            plock.unlock()
             sguard.unlock()
             return self.skip("shrink.skip_unmap_trylock")
         self.stats.zap_requests += 1
-        page = slot.require_page()
         slot.page = None
         slot.inserted = False
         walk.isolate(slot)
         sguard.unlock()
+        plock.unlock()
         page.free()
         self.stats.pages_reclaimed += 1
         return LruStatus.REMOVED
