@@ -117,8 +117,7 @@ def test_h10_safe_layer() -> None:
 
     def action(file: File[Buf]) -> object:
         state = state_of(file)
-        user = user_of(file)
-        try:
+        with user_of(file) as user:
             with user.mmap_read_lock() as guard:
                 vma = guard.vma_lookup(state.base)
                 assert vma is not None
@@ -134,8 +133,6 @@ def test_h10_safe_layer() -> None:
                 assert mut is not None
                 mut.set_dontdump()
                 assert VmFlags.DONTDUMP in mut.flags
-        finally:
-            user.mmput()
         return None
 
     rig.run(action)

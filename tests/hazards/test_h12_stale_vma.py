@@ -50,8 +50,7 @@ def test_h12_safe_layer_handles_end_with_their_guard() -> None:
     kept: list[VmAreaRef] = []
 
     def action(file: File[Buf]) -> object:
-        user = user_of(file)
-        try:
+        with user_of(file) as user:
             with user.mmap_read_lock() as guard:
                 vma = guard.vma_lookup(BASE)
                 assert vma is not None
@@ -65,8 +64,6 @@ def test_h12_safe_layer_handles_end_with_their_guard() -> None:
             with pytest.raises(StaleReferenceError, match=r"downgrade\(\)"):
                 mut.set_dontdump()
             rguard.unlock()
-        finally:
-            user.mmput()
         return None
 
     rig.run(action)

@@ -108,18 +108,14 @@ def test_h13_safe_layer_zaps_mixedmap() -> None:
 
     def action(file: File[Buf]) -> object:
         state = state_of(file)
-        user = user_of(file)
-        try:
-            with user.mmap_read_lock() as guard:
-                vma = guard.vma_lookup(state.base)
-                assert vma is not None
-                with pytest.raises(AttributeError):
-                    vma.zap_vma_ptes(state.base, P)  # type: ignore[attr-defined]
-                mine = rig.driver.vm_ops.check_vma(vma, state)
-                assert mine is not None
-                mine.zap_page_range_single(state.base, P)
-        finally:
-            user.mmput()
+        with user_of(file) as user, user.mmap_read_lock() as guard:
+            vma = guard.vma_lookup(state.base)
+            assert vma is not None
+            with pytest.raises(AttributeError):
+                vma.zap_vma_ptes(state.base, P)  # type: ignore[attr-defined]
+            mine = rig.driver.vm_ops.check_vma(vma, state)
+            assert mine is not None
+            mine.zap_page_range_single(state.base, P)
         return None
 
     rig.run(action)

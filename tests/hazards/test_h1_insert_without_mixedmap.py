@@ -47,25 +47,20 @@ def _writer_arrives(file: File[Buf], queued: bool) -> None:
 def _insert_under_read_lock(file: File[Buf], writer: bool = False) -> None:
     """The broken driver: mmap read lock, vma_lookup, insert around the types."""
     state = state_of(file)
-    user = user_of(file)
-    try:
-        with user.mmap_read_lock() as guard:
-            vma = guard.vma_lookup(state.base)
-            assert vma is not None
-            _writer_arrives(file, writer)
-            try:
-                VmAreaMixedMapRef.vm_insert_page(vma, state.base, state.pages[0])  # type: ignore[arg-type]
-            finally:
-                _writer_arrives(file, False)
-    finally:
-        user.mmput()
+    with user_of(file) as user, user.mmap_read_lock() as guard:
+        vma = guard.vma_lookup(state.base)
+        assert vma is not None
+        _writer_arrives(file, writer)
+        try:
+            VmAreaMixedMapRef.vm_insert_page(vma, state.base, state.pages[0])  # type: ignore[arg-type]
+        finally:
+            _writer_arrives(file, False)
 
 
 def _insert_under_vma_lock(file: File[Buf], writer: bool = False) -> None:
     """The broken driver, on the per-VMA lock fast path."""
     state = state_of(file)
-    user = user_of(file)
-    try:
+    with user_of(file) as user:
         guard = user.lock_vma_under_rcu(state.base)
         assert guard is not None
         with guard:
@@ -74,8 +69,6 @@ def _insert_under_vma_lock(file: File[Buf], writer: bool = False) -> None:
                 VmAreaMixedMapRef.vm_insert_page(guard.vma, state.base, state.pages[0])  # type: ignore[arg-type]
             finally:
                 _writer_arrives(file, False)
-    finally:
-        user.mmput()
 
 
 @doc_splat("h1-strict")
@@ -159,16 +152,12 @@ def test_h1_safe_layer_refuses_and_the_correct_driver_passes() -> None:
 
     def refused(file: File[Buf]) -> object:
         state = state_of(file)
-        user = user_of(file)
-        try:
-            with user.mmap_read_lock() as guard:
-                vma = guard.vma_lookup(state.base)
-                assert vma is not None
-                with pytest.raises(AttributeError, match="as_mixedmap_vma"):
-                    vma.vm_insert_page(state.base, state.pages[0])  # type: ignore[attr-defined]
-                assert vma.as_mixedmap_vma() is None
-        finally:
-            user.mmput()
+        with user_of(file) as user, user.mmap_read_lock() as guard:
+            vma = guard.vma_lookup(state.base)
+            assert vma is not None
+            with pytest.raises(AttributeError, match="as_mixedmap_vma"):
+                vma.vm_insert_page(state.base, state.pages[0])  # type: ignore[attr-defined]
+            assert vma.as_mixedmap_vma() is None
         return None
 
     rig.run(refused)
@@ -193,16 +182,13 @@ def test_h1_legal_insert_with_mixedmap_is_silent_in_both_modes() -> None:
 
         def insert(file: File[Buf]) -> object:
             state = state_of(file)
-            user = user_of(file)
-            try:
+            with user_of(file) as user:
                 guard = user.lock_vma_under_rcu(state.base)
                 assert guard is not None
                 with guard:
                     mixed = guard.vma.as_mixedmap_vma()
                     assert mixed is not None
                     mixed.vm_insert_page(state.base + 4096, state.pages[1])
-            finally:
-                user.mmput()
             return None
 
         rig.run(insert)

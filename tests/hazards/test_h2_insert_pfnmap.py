@@ -99,8 +99,7 @@ def test_h2_safe_layer_refuses() -> None:
 
     def action(file: File[Buf]) -> object:
         state = state_of(file)
-        user = user_of(file)
-        try:
+        with user_of(file) as user:
             with user.mmap_read_lock() as guard:
                 vma = guard.vma_lookup(ELSEWHERE)
                 assert vma is not None
@@ -114,8 +113,6 @@ def test_h2_safe_layer_refuses() -> None:
                 with pytest.raises(KernelBug) as bug:
                     VmAreaMixedMapRef.vm_insert_page(mut, ELSEWHERE, state.pages[0])  # type: ignore[arg-type]
                 assert bug.value.contract == "insert-pfnmap"
-        finally:
-            user.mmput()
         return None
 
     rig.run(action)

@@ -105,14 +105,10 @@ def _insert_around_types(file: File[Buf]) -> object:
     """The write-lock flow with the insert forced onto a VmAreaMut (an unbound call): what
     it takes to reach a VM_PFNMAP victim, which set_mixedmap() refuses."""
     state = state_of(file)
-    user = user_of(file)
-    try:
-        with user.mmap_write_lock() as guard:
-            vma = guard.vma_lookup(state.base)
-            assert vma is not None
-            VmAreaMixedMapRef.vm_insert_page(vma, state.base, state.pages[0])  # type: ignore[arg-type]
-    finally:
-        user.mmput()
+    with user_of(file) as user, user.mmap_write_lock() as guard:
+        vma = guard.vma_lookup(state.base)
+        assert vma is not None
+        VmAreaMixedMapRef.vm_insert_page(vma, state.base, state.pages[0])  # type: ignore[arg-type]
     return None
 
 

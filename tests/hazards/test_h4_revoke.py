@@ -139,14 +139,10 @@ def demo_h4_zap_range() -> str:
 def _zap_original_range(file: File[Buf]) -> object:
     """Zap the mapping's original range in the VMA at its cached base."""
     state = state_of(file)
-    user = user_of(file)
-    try:
-        with user.mmap_read_lock() as guard:
-            vma = guard.vma_lookup(state.base)
-            assert vma is not None
-            vma.zap_page_range_single(state.base, NPAGES * P)
-    finally:
-        user.mmput()
+    with user_of(file) as user, user.mmap_read_lock() as guard:
+        vma = guard.vma_lookup(state.base)
+        assert vma is not None
+        vma.zap_page_range_single(state.base, NPAGES * P)
     return None
 
 

@@ -132,11 +132,8 @@ def _mmap_read_lock(d: LruDriver, page: Page) -> None:
     assert state.mm is not None
     user = state.mm.mmget_not_zero()
     assert user is not None
-    async_user = user.into_mmput_async()
-    try:
+    with user.into_mmput_async() as async_user:
         async_user.mmap_read_lock().unlock()
-    finally:
-        async_user.mmput()
 
 
 def _unmap_mapping_range(d: LruDriver, page: Page) -> None:
@@ -150,16 +147,13 @@ def _zap(d: LruDriver, page: Page) -> None:
     assert state.mm is not None
     user = state.mm.mmget_not_zero()
     assert user is not None
-    async_user = user.into_mmput_async()
-    try:
+    with user.into_mmput_async() as async_user:
         guard = async_user.mmap_read_trylock()
         assert guard is not None
         with guard:
             vma = guard.vma_lookup(BASE)
             assert vma is not None
             vma.zap_page_range_single(BASE, P)
-    finally:
-        async_user.mmput()
 
 
 def _mmput(d: LruDriver, page: Page) -> None:
