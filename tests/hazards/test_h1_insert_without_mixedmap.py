@@ -17,6 +17,7 @@ import pytest
 from safemm import KernelBug
 from safemm.fs import File
 from safemm.model import mmap_lock as raw_lock
+from safemm.testing import SplatKind, expect_splat
 from safemm.virt import VmAreaMixedMapRef
 
 from .support import (
@@ -88,10 +89,9 @@ def test_h1_strict_read_lock_is_a_bug_every_time(queued_writer: bool) -> None:
     """H1 (vm_insert_page): under only the mmap read lock, strict mode reports
     insert-needs-mixedmap deterministically, whether or not a writer is queued."""
     rig = _rig()
-    with pytest.raises(KernelBug) as exc:
+    with expect_splat("insert-needs-mixedmap", SplatKind.BUG) as exc:
         rig.run(lambda f: _insert_under_read_lock(f, writer=queued_writer))
-    assert exc.value.contract == "insert-needs-mixedmap"
-    assert "while holding the mmap read lock" in str(exc.value)
+    assert "while holding the mmap read lock" in str(exc.error)
     assert rig.pte_pfn(BASE) is None
     rig.finish()
 
@@ -100,10 +100,9 @@ def test_h1_strict_vma_lock_is_a_bug() -> None:
     """H1 (vm_insert_page): under only a per-VMA read lock (lock_vma_under_rcu), strict mode
     reports insert-needs-mixedmap."""
     rig = _rig()
-    with pytest.raises(KernelBug) as exc:
+    with expect_splat("insert-needs-mixedmap", SplatKind.BUG) as exc:
         rig.run(_insert_under_vma_lock)
-    assert exc.value.contract == "insert-needs-mixedmap"
-    assert "while holding a VMA read lock" in str(exc.value)
+    assert "while holding a VMA read lock" in str(exc.error)
     rig.finish()
 
 
@@ -111,9 +110,8 @@ def test_h1_kernel_bug_on_fires_when_the_trylock_succeeds() -> None:
     """H1, strict off (exactly Linux): BUG_ON(mmap_read_trylock()) fires when no writer is
     queued; the successful trylock is leaked, as in the kernel."""
     rig = _rig(strict=False)
-    with pytest.raises(KernelBug) as exc:
+    with expect_splat("insert-needs-mixedmap", SplatKind.BUG):
         rig.run(_insert_under_read_lock)
-    assert exc.value.contract == "insert-needs-mixedmap"
     mm = rig.proc.mm
     assert rig.proc.task in mm.mmap_lock.readers  # the BUG_ON's read lock, never released
     with rig.kernel.enter(rig.proc.task, "test cleanup"):
@@ -137,9 +135,8 @@ def test_h1_kernel_vma_lock_and_queued_writer_deadlocks() -> None:
     """H1, strict off, per-VMA lock and a queued writer: vm_flags_set's vma_start_write waits
     for the VMA read lock the caller holds — reported as a deadlock, not hung."""
     rig = _rig(strict=False, panic_on_warn=False)
-    with pytest.raises(KernelBug) as exc:
+    with expect_splat("deadlock", SplatKind.DEADLOCK):
         rig.run(lambda f: _insert_under_vma_lock(f, writer=True))
-    assert exc.value.contract == "deadlock"
     assert [s.contract for s in rig.kernel.splats] == ["mmap-write-lock-held", "deadlock"]
     rig.finish()
 

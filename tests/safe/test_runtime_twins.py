@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from typing_extensions import override
 
-from safemm import PAGE_SIZE, KernelBug, KernelWarning, StaleReferenceError
+from safemm import PAGE_SIZE, StaleReferenceError
 from safemm.fs import File
 from safemm.mm import (
     Mm,
@@ -26,6 +26,7 @@ from safemm.model import vma as raw_vma
 from safemm.model.vm_flags import VM_HUGETLB, VM_PFNMAP, VM_WRITE
 from safemm.page import Page
 from safemm.task import current
+from safemm.testing import SplatKind, expect_splat
 from safemm.virt import (
     VmAreaMixedMapRef,
     VmAreaMut,
@@ -35,12 +36,6 @@ from safemm.virt import (
 )
 
 from .safe_support import Mapping, Setup, user_of
-
-
-def _contract(exc: pytest.ExceptionInfo[KernelBug] | pytest.ExceptionInfo[KernelWarning]) -> str:
-    contract = exc.value.contract
-    assert contract is not None
-    return contract
 
 
 def test_r1_insert_without_mixedmap_under_read_lock(setup: Setup) -> None:
@@ -57,9 +52,8 @@ def test_r1_insert_without_mixedmap_under_read_lock(setup: Setup) -> None:
             with user_of(file) as user, user.mmap_read_lock() as guard:
                 vma = guard.vma_lookup(anon)
                 assert vma is not None
-                with pytest.raises(KernelBug) as exc:
+                with expect_splat("insert-needs-mixedmap", SplatKind.BUG):
                     VmAreaMixedMapRef.vm_insert_page(vma, anon, page)  # type: ignore[arg-type]
-                assert _contract(exc) == "insert-needs-mixedmap"
         finally:
             page.free()
         return 0
@@ -85,7 +79,7 @@ def test_r1_nonstrict_kernel_bug_on_trylock(lenient: Setup) -> None:
             guard = user.mmap_read_lock()
             vma = guard.vma_lookup(anon)
             assert vma is not None
-            with pytest.raises(KernelBug):
+            with expect_splat("insert-needs-mixedmap", SplatKind.BUG):
                 VmAreaMixedMapRef.vm_insert_page(vma, anon, page)  # type: ignore[arg-type]
             # The BUG_ON's trylock succeeded and is never released, as in the kernel; drop both.
             raw_lock.mmap_read_unlock(proc.mm)
@@ -123,9 +117,8 @@ def test_r3_flag_setter_under_read_lock(setup: Setup) -> None:
         with user_of(file) as user, user.mmap_read_lock() as guard:
             vma = guard.vma_lookup(setup.addr)
             assert vma is not None
-            with pytest.raises(KernelWarning) as exc:
+            with expect_splat("mmap-write-lock-held", SplatKind.WARNING):
                 VmAreaMut.set_dontcopy(vma)  # type: ignore[arg-type]
-            assert _contract(exc) == "mmap-write-lock-held"
         return 0
 
     setup.run(action)
@@ -138,9 +131,8 @@ def test_r3_setup_only_setter_on_live_vma(setup: Setup) -> None:
         with user_of(file) as user, user.mmap_write_lock() as guard:
             vma = guard.vma_lookup(setup.addr)
             assert vma is not None
-            with pytest.raises(KernelWarning) as exc:
+            with expect_splat("live-flags", SplatKind.STRICT):
                 VmAreaNew.set_io(vma)  # type: ignore[arg-type]
-            assert _contract(exc) == "live-flags"
         return 0
 
     setup.run(action)
@@ -155,20 +147,28 @@ def test_r4_forbidden_flag_changes_raw(setup: Setup) -> None:
         with user_of(file) as user, user.mmap_write_lock():
             vma = setup.proc.mm.mm_mt.load(setup.addr)
             assert vma is not None
-            changes: list[Callable[[], None]] = [
-                lambda: raw_vma.vm_flags_set(vma, VM_WRITE),
-                lambda: raw_vma.vm_flags_set(vma, VM_HUGETLB),
-                lambda: raw_vma.vm_flags_set(vma, VM_PFNMAP),
-                lambda: raw_vma.vm_flags_clear(vma, 0x10000000),
+            changes: list[tuple[Callable[[], None], str, SplatKind]] = [
+                (lambda: raw_vma.vm_flags_set(vma, VM_WRITE), "live-flags", SplatKind.STRICT),
+                (lambda: raw_vma.vm_flags_set(vma, VM_HUGETLB), "live-flags", SplatKind.STRICT),
+                (
+                    lambda: raw_vma.vm_flags_set(vma, VM_PFNMAP),
+                    "mixedmap-pfnmap-exclusive",
+                    SplatKind.WARNING,
+                ),
+                (
+                    lambda: raw_vma.vm_flags_clear(vma, 0x10000000),
+                    "flags-sticky",
+                    SplatKind.STRICT,
+                ),
             ]
-            for change in changes:
-                with pytest.raises(KernelWarning) as exc:
+            for change, contract, kind in changes:
+                with expect_splat(contract, kind):
                     change()
-                seen.append(_contract(exc))
+                seen.append(contract)
         return 0
 
     setup.run(action)
-    assert seen == ["live-flags", "live-flags", "mixedmap-pfnmap-exclusive", "flags-sticky"]
+    assert len(seen) == 4
 
 
 def test_r5_vma_lookup_without_lock_raw(setup: Setup) -> None:
@@ -176,9 +176,8 @@ def test_r5_vma_lookup_without_lock_raw(setup: Setup) -> None:
     helper in safemm.mm refuses at run time too."""
     from safemm import mm as mmmod
 
-    with pytest.raises(KernelWarning) as exc:
+    with expect_splat("mmap-lock-held", SplatKind.WARNING):
         raw_lock.vma_lookup(setup.proc.mm, setup.addr)
-    assert _contract(exc) == "mmap-lock-held"
     with pytest.raises(TypeError, match="guard"):
         mmmod.vma_lookup(object(), setup.addr)  # type: ignore[arg-type, deprecated]
 
@@ -208,9 +207,8 @@ def test_r6_lock_on_bare_mm(setup: Setup) -> None:
     assert mm.mm_users == 0
 
     def raw_lock_dead(file: File[Mapping]) -> object:
-        with pytest.raises(KernelWarning) as exc:
+        with expect_splat("mm-users", SplatKind.STRICT):
             raw_lock.mmap_read_lock(mm)
-        assert _contract(exc) == "mm-users"
         return 0
 
     setup.driver.action = raw_lock_dead
@@ -224,9 +222,8 @@ def test_r7_read_guard_as_write_guard(setup: Setup) -> None:
     def action(file: File[Mapping]) -> object:
         with user_of(file) as user:
             guard = user.mmap_read_lock()
-            with pytest.raises(KernelWarning) as exc:
+            with expect_splat("unlock-balance", SplatKind.LOCKDEP):
                 MmapWriteGuard.downgrade(guard)  # type: ignore[arg-type]
-            assert _contract(exc) == "unlock-balance"
             guard.unlock()
         return 0
 
@@ -378,9 +375,8 @@ def test_r12_owned_mm_released_once_by_its_own_method(setup: Setup) -> None:
     # one more mmput (a borrowed reference released) is the BUG.
     raw_fork.mmgrab(mm_struct)
     setup.proc.exit()
-    with pytest.raises(KernelBug) as exc:
+    with expect_splat("mm-ref-owned", SplatKind.BUG):
         raw_fork.mmput(mm_struct)
-    assert _contract(exc) == "mm-ref-owned"
     raw_fork.mmdrop(mm_struct)
 
 
