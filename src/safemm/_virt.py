@@ -306,7 +306,7 @@ class VmAreaNew(VmAreaMut):
         """Attach the driver's ``vm_operations_struct`` and its private data (typed: hooks
         and :meth:`VmOperations.check_vma` give ``private_data`` back as ``T``)."""
         v = self._live()
-        v.vm_ops = ops._raw_ops(v.vm_mm.kernel)
+        v.vm_ops = ops._raw_ops(v.vm_mm.kernel, private_data)
         v.vm_private_data = private_data
 
 
