@@ -12,6 +12,7 @@ from .model.errors import InvariantError as InvariantError
 from .model.errors import KernelBug as KernelBug
 from .model.errors import KernelError as KernelError
 from .model.errors import KernelWarning as KernelWarning
+from .model.errors import Livelock as Livelock
 from .model.errors import SegmentationFault as SegmentationFault
 from .model.errors import StaleReferenceError as StaleReferenceError
 from .model.kernel import Kernel as Kernel
@@ -62,6 +63,7 @@ __all__ = [
     "KernelBug",
     "KernelError",
     "KernelWarning",
+    "Livelock",
     "Process",
     "SegmentationFault",
     "StaleReferenceError",

@@ -5,14 +5,20 @@
   (:mod:`safemm.demo.report`).
 - ``safemm conformance ...`` — the differential test against the running kernel
   (:func:`safemm.conformance.compare.main`; its own options).
+- ``safemm explore FILE.py::scenario [--strategy S] [--schedules N] [--preemptions K]
+  [--seed S] [--time-limit SECONDS] [--replay TOKEN]`` — search the interleavings of a
+  concurrent scenario (:mod:`safemm.explore`); exit status 1 when a schedule failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from typing import TextIO
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from .model.kernel import Kernel
 
 __all__ = ["main"]
 
@@ -64,6 +70,95 @@ def _demo(argv: Sequence[str], out: TextIO) -> int:
     return 0
 
 
+def _load_scenario(spec: str) -> Callable[[Kernel], object]:
+    """``FILE.py::name`` → the function ``name`` defined in FILE.py."""
+    import importlib.util
+    from pathlib import Path
+
+    path, sep, name = spec.partition("::")
+    if not sep or not name or not path.endswith(".py"):
+        raise ValueError(f"{spec!r}: name a scenario as FILE.py::function")
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"{path}: no such file")
+    mod_spec = importlib.util.spec_from_file_location(f"_safemm_scenario_{file.stem}", file)
+    if mod_spec is None or mod_spec.loader is None:
+        raise ValueError(f"{path}: cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(mod_spec)
+    sys.path.insert(0, str(file.resolve().parent))
+    try:
+        mod_spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    fn: object = getattr(module, name, None)
+    if not callable(fn):
+        raise ValueError(f"{path} has no function {name!r}")
+
+    def scenario(kernel: Kernel) -> object:
+        assert callable(fn)
+        return fn(kernel)
+
+    return scenario
+
+
+def _explore(argv: Sequence[str], out: TextIO) -> int:
+    from .explore import STRATEGIES, Exploration, explore, replay
+
+    parser = argparse.ArgumentParser(
+        prog="safemm explore",
+        description="Search the interleavings of a concurrent scenario (a function taking a "
+        "Kernel that calls kernel.concurrently) for failures; print each distinct failure "
+        "once with its schedule token and interleaving.",
+    )
+    parser.add_argument("scenario", help="FILE.py::function")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="pct")
+    parser.add_argument("--schedules", type=int, default=1000, help="at most N schedules")
+    parser.add_argument(
+        "--preemptions", type=int, default=2, help="preemption bound (dfs) or PCT depth - 1"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS")
+    parser.add_argument("--replay", metavar="TOKEN", help="re-run one schedule exactly")
+    args = parser.parse_args(list(argv))
+    try:
+        scenario = _load_scenario(args.scenario)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.replay:
+        try:
+            replay(scenario, args.replay)
+        except Exception as e:
+            out.write(f"{type(e).__name__}: {e}\n")
+            return 1
+        out.write("the schedule ran as recorded and nothing failed\n")
+        return 0
+
+    def progress(ex: Exploration) -> None:
+        print(
+            f"\r{ex.schedules_run} schedules, {len(ex.failures)} failure(s), {ex.elapsed:.0f}s",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        ex = explore(
+            scenario,
+            strategy=args.strategy,
+            schedules=args.schedules,
+            preemptions=args.preemptions,
+            seed=args.seed,
+            time_limit=args.time_limit,
+            progress=progress,
+        )
+    except ValueError as e:
+        parser.error(str(e))
+    if ex.elapsed >= 1.0:
+        print(file=sys.stderr)
+    out.write(ex.report() + "\n")
+    return 0 if ex.ok else 1
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``safemm`` console script; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -73,14 +168,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         description="A checked model of the Linux mm and a typestate API after the Rust "
         "kernel crate.",
     )
-    parser.add_argument("command", choices=["demo", "conformance"], help="what to run")
-    if not args or args[0] not in ("demo", "conformance"):
+    commands = ["demo", "conformance", "explore"]
+    parser.add_argument("command", choices=commands, help="what to run")
+    if not args or args[0] not in commands:
         parser.parse_args(args[:1])  # prints usage and exits
         return 2
     if args[0] == "conformance":
         from .conformance.compare import main as conformance_main
 
         return conformance_main(args[1:], out)
+    if args[0] == "explore":
+        return _explore(args[1:], out)
     return _demo(args[1:], out)
 
 

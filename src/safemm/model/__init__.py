@@ -13,6 +13,7 @@ from .errors import InvariantError as InvariantError
 from .errors import KernelBug as KernelBug
 from .errors import KernelError as KernelError
 from .errors import KernelWarning as KernelWarning
+from .errors import Livelock as Livelock
 from .errors import SegmentationFault as SegmentationFault
 from .errors import StaleReferenceError as StaleReferenceError
 from .fs import AddressSpace as AddressSpace

@@ -114,6 +114,13 @@ CONTRACTS: dict[str, Contract] = dict(
             "never take a lock you (or a lock you hold) already block",
         ),
         _c(
+            "livelock",
+            "concurrent tasks must make progress: a retry loop needs something that ends it",
+            "soft-lockup detector (kernel/watchdog.c watchdog_timer_fn)",
+            "do not spin on a trylock or retry without bound: take the lock (sleeping) or back "
+            "off and return -EAGAIN to user space",
+        ),
+        _c(
             "insert-needs-mixedmap",
             "vm_insert_page on a VMA without VM_MIXEDMAP needs the mmap write lock",
             "mm/memory.c vm_insert_page BUG_ON(mmap_read_trylock()); review H1",

@@ -17,6 +17,7 @@ __all__ = [
     "KernelBug",
     "KernelError",
     "KernelWarning",
+    "Livelock",
     "SegmentationFault",
     "StaleReferenceError",
 ]
@@ -83,7 +84,13 @@ class KernelBug(_Reported):
 
 
 class Deadlock(KernelBug):
-    """An acquisition that would block forever in the kernel (reported, not hung)."""
+    """An acquisition that would block forever in the kernel (reported, not hung): with
+    :meth:`Kernel.concurrently`, no task can run and every unfinished one is blocked."""
+
+
+class Livelock(KernelBug):
+    """A :meth:`Kernel.concurrently` run that made no progress within its step bound (a task
+    spinning on a trylock, a retry loop that never succeeds): reported, not hung."""
 
 
 class KernelWarning(_Reported):

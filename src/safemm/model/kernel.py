@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Protocol
 from typing_extensions import override
 
 from .contracts import CONTRACTS
-from .errors import Deadlock, KernelBug, KernelError, KernelWarning
+from .errors import Deadlock, KernelBug, KernelError, KernelWarning, Livelock
 from .fault_inject import FaultInjection
 from .fs import File, FileOperationsStruct, Inode
 from .locking import LockClass, Lockdep, _Lock
 from .mman import DEFAULT_MAX_MAP_COUNT
 from .page_alloc import GFP_KERNEL, PageAllocator
 from .printk import WARN_KINDS, Splat, SplatKind
+from .runqueue import DEFAULT_MAX_STEPS, RandomPolicy, SchedPolicy, Scheduler, SwitchKind
 from .sched import PF_KTHREAD, PF_MEMALLOC, Rcu, Task
 from .shrinker import Shrinker, shrink_slab
 from .vmstat import Counters
@@ -102,6 +103,31 @@ class _DriverHook:
             frames.pop()
 
 
+class _SchedDriverHook(_DriverHook):
+    """A driver hook inside :meth:`Kernel.concurrently`: its entry and exit are switch
+    points. (Outside it, :meth:`Kernel.driver_hook` returns the plain :class:`_DriverHook`,
+    so one task pays nothing for the run queue.)"""
+
+    __slots__ = ("sched",)
+
+    def __init__(self, kernel: Kernel, frame: _Frame, sched: Scheduler) -> None:
+        super().__init__(kernel, frame)
+        self.sched = sched
+
+    @override
+    def __enter__(self) -> None:
+        self.kernel._frames.append(self.frame)
+        self.sched.point(SwitchKind.HOOK_ENTER, self.frame.name)
+
+    @override
+    def __exit__(self, *exc: object) -> None:
+        frames = self.kernel._frames
+        if frames and frames[-1] is self.frame:
+            frames.pop()
+        if exc[0] is None:
+            self.sched.point(SwitchKind.HOOK_EXIT, self.frame.name)
+
+
 class _Entry:
     """Context manager for one entry into the kernel (a syscall, kswapd, a work item)."""
 
@@ -132,6 +158,50 @@ class _Entry:
                 self.task.preempt_reset = False
         if len(k._tasks) == 1:
             k._run_deferred()
+
+
+class _SchedEntry(_Entry):
+    """A kernel entry inside :meth:`Kernel.concurrently`: the task is claimed by the running
+    context, entry (or page-fault entry) and exit are switch points, and deferred work is
+    left to the kworker. (Outside it, :meth:`Kernel.enter` returns the plain
+    :class:`_Entry`, so one task pays nothing for the run queue.)"""
+
+    __slots__ = ("sched",)
+
+    def __init__(self, kernel: Kernel, task: Task, name: str, sched: Scheduler) -> None:
+        super().__init__(kernel, task, name)
+        self.sched = sched
+
+    @override
+    def __enter__(self) -> Task:
+        k = self.kernel
+        s = self.sched
+        s.claim(self.task)
+        k._tasks.append(self.task)
+        k._frames.append(_Frame(None, None, self.name, entry=True))
+        s.point(
+            SwitchKind.FAULT if self.name == "page fault" else SwitchKind.SYSCALL_ENTER,
+            self.name,
+        )
+        return self.task
+
+    @override
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        k = self.kernel
+        s = self.sched
+        try:
+            k._run_task_work()
+            if exc_type is None and self.task.held_locks and len(k._tasks) == 2:
+                k._lock_held_on_return(self.task, self.name)
+            if exc_type is None:
+                s.point(SwitchKind.SYSCALL_EXIT, self.name)
+        finally:
+            k._frames.pop()
+            k._tasks.pop()
+            if self.task.preempt_reset:
+                # The return to user space fixes up the count the scheduler reset.
+                self.task.preempt_reset = False
+            s.release(self.task)
 
 
 class _PseudoLock(_Lock):
@@ -191,6 +261,8 @@ class Kernel:
         self.shrinkers: list[Shrinker] = []
         self.open_files: dict[int, File] = {}
         self._pids = itertools.count(1)
+        #: Per-kernel numbering of mms, VMAs, anon_vmas, files, inodes, ... (see ``new_id``).
+        self._ids: dict[str, itertools.count[int]] = {}
         self._idle = Task(self, 0, "swapper/0", PF_KTHREAD)
         self._kswapd = Task(self, 0, "kswapd0", PF_KTHREAD | PF_MEMALLOC)
         self._kworker = Task(self, 0, "kworker/0:1", PF_KTHREAD)
@@ -199,6 +271,13 @@ class Kernel:
         self._task_work: list[Callable[[], None]] = []
         self._work: list[tuple[str, Callable[[], None]]] = []
         self.fs_reclaim_map = _PseudoLock("fs_reclaim", LockClass("fs_reclaim"))
+        self.seed = seed
+        #: The run queue while :meth:`concurrently` runs, else None (one task at a time).
+        self._sched: Scheduler | None = None
+        #: What picks the next task in :meth:`concurrently` (the explorer sets its own).
+        self.sched_policy: SchedPolicy | None = None
+        #: Switch points one :meth:`concurrently` run may take before it is a livelock.
+        self.max_steps = DEFAULT_MAX_STEPS
         _kernels.add(self)
 
     # ---------------------------------------------------------------- public API
@@ -208,6 +287,44 @@ class Kernel:
         from .process import Process
 
         return Process(self, next(self._pids), comm)
+
+    def concurrently(self, *bodies: Callable[[], object]) -> list[object]:
+        """Run each body as its own task, interleaved, until all have finished.
+
+        Returns each body's return value — or the :class:`KernelError` it raised — in order.
+        A body runs its syscalls as the task of the :class:`Process` it calls them on (two
+        bodies using one ``Process`` at once is an error: give each its own thread with
+        :meth:`Process.spawn_thread`). Tasks switch only at the kernel's switch points
+        (locks, sleeps, RCU unlock, syscall and fault entry, driver hooks), chosen by
+        ``sched_policy`` — by default a random choice seeded with the kernel's ``seed``, so a
+        run is deterministic. Work queued with ``schedule_work`` (``mmput_async``'s teardown)
+        runs in a kworker task that interleaves too.
+
+        A :class:`KernelBug`, :class:`KernelWarning`, :class:`StaleReferenceError`,
+        :class:`Deadlock` (no task can run), :class:`Livelock` (no progress within
+        ``max_steps`` switch points) or any other exception in a body ends the run: the other
+        bodies are unwound (their ``finally`` blocks run, with reports off) and the exception
+        propagates.
+        """
+        if self._sched is not None:
+            raise RuntimeError("Kernel.concurrently: already running concurrently")
+        if len(self._tasks) != 1:
+            raise RuntimeError("Kernel.concurrently: call it from user space, not from a hook")
+        for b in bodies:
+            if not callable(b):
+                raise TypeError(f"Kernel.concurrently: {b!r} is not callable")
+        if not bodies:
+            return []
+        if self.sched_policy is None:
+            self.sched_policy = RandomPolicy(self.seed)
+        sched = Scheduler(self, self.sched_policy, self.max_steps)
+        self._sched = sched
+        try:
+            results = sched.run(bodies)
+        finally:
+            self._sched = None
+        self._run_deferred()
+        return results
 
     def register_device(
         self, path: str, ops: FileOperationsStruct | FileOperationsProvider
@@ -255,8 +372,12 @@ class Kernel:
                 self.fs_reclaim_release("mm/vmscan.c:kswapd")
 
     def flush_work(self) -> None:
-        """Run all deferred work now (``flush_scheduled_work``)."""
-        if len(self._tasks) == 1:
+        """Run all deferred work now (``flush_scheduled_work``); inside :meth:`concurrently`,
+        wait until the kworker has done it."""
+        s = self._sched
+        if s is not None:
+            s.flush_work()
+        elif len(self._tasks) == 1:
             self._run_deferred()
 
     def check_invariants(self) -> None:
@@ -295,6 +416,9 @@ class Kernel:
         BUG and deadlocks raise; WARN-class reports raise :class:`KernelWarning` when
         ``panic_on_warn`` is on; leaks are also kept in ``leaks``.
         """
+        s = self._sched
+        if s is not None and s.aborting:
+            return  # unwinding the other tasks of a failed concurrent run
         c = CONTRACTS[contract]
         t = self.current
         if title is None:
@@ -312,15 +436,21 @@ class Kernel:
         text = splat.render()
         self.splats.append(splat)
         self.dmesg.append(text)
+        error: KernelBug | KernelWarning | None = None
         if kind is SplatKind.DEADLOCK:
-            raise Deadlock(text, splat)
-        if kind is SplatKind.BUG:
-            raise KernelBug(text, splat)
-        if kind is SplatKind.LEAK:
+            error = Livelock(text, splat) if contract == "livelock" else Deadlock(text, splat)
+        elif kind is SplatKind.BUG:
+            error = KernelBug(text, splat)
+        elif kind is SplatKind.LEAK:
             self.leaks.append(splat)
-            return
-        if kind in WARN_KINDS and self.panic_on_warn:
-            raise KernelWarning(text, splat)
+        elif kind in WARN_KINDS and self.panic_on_warn:
+            error = KernelWarning(text, splat)
+        if error is not None:
+            if s is not None:
+                # The concurrent run ends here: this task unwinds without switching or
+                # reporting again, then the others are unwound.
+                s.fail(error)
+            raise error
 
     def leak(self, what: str, message: str) -> None:
         """Record a leak found outside any call (from a finaliser): never raises."""
@@ -336,11 +466,15 @@ class Kernel:
 
     def enter(self, task: Task, name: str) -> _Entry:
         """Enter the kernel as ``task`` (a syscall, fault, kswapd or work item)."""
-        return _Entry(self, task, name)
+        s = self._sched
+        return _Entry(self, task, name) if s is None else _SchedEntry(self, task, name, s)
 
     def driver_hook(self, owner: object, file: File | None, name: str) -> _DriverHook:
         """Mark that the driver ``owner`` runs ``name`` (its hook, ioctl or shrinker)."""
-        return _DriverHook(self, _Frame(owner, file, name))
+        s = self._sched
+        if s is None or owner is None:
+            return _DriverHook(self, _Frame(owner, file, name))
+        return _SchedDriverHook(self, _Frame(owner, file, name), s)
 
     def kernel_section(self, name: str) -> _DriverHook:
         """Mark core kernel code running on behalf of whoever called it (``exit_mmap`` from a
@@ -393,6 +527,8 @@ class Kernel:
     def schedule_work(self, name: str, fn: Callable[[], None]) -> None:
         """``schedule_work``: run ``fn`` later in a kworker."""
         self._work.append((name, fn))
+        if self._sched is not None:
+            self._sched.work_queued()
 
     def file_opened(self, file: File) -> None:
         """Track an open file (for the quiescent leak check)."""
@@ -434,6 +570,15 @@ class Kernel:
     def next_pid(self) -> int:
         """Allocate a pid."""
         return next(self._pids)
+
+    def new_id(self, kind: str, first: int = 1) -> int:
+        """The next number of a kind of object (``mm``, ``vma``, ``file``, ...) in this
+        machine: numbered per kernel, not per interpreter, so that two machines built the
+        same way name their objects alike and a schedule's trace replays word for word."""
+        c = self._ids.get(kind)
+        if c is None:
+            c = self._ids[kind] = itertools.count(first)
+        return next(c)
 
 
 def _report_leaks_at_exit() -> None:

@@ -7,8 +7,10 @@ Mirrors include/linux/mmap_lock.h and mm/mmap_lock.c: ``mmap_read_lock`` & co. o
 without the mmap lock and fails exactly where the kernel's fails (no VMA, VMA write-locked,
 VMA detached, address no longer inside it); ``vma_start_write`` waits for VMA readers.
 
-Simplification: a VMA reader that never leaves (the only kind there is without concurrency)
-makes ``vma_start_write`` a deadlock, reported as such.
+Outside ``Kernel.concurrently`` a VMA reader never leaves while another task runs, so a
+``vma_start_write`` that would wait for one is a deadlock, reported as such; inside it, the
+writer marks the VMA (new readers fail, as with ``VMA_LOCK_OFFSET`` in ``vm_refcnt``) and
+sleeps until the readers have drained (``__vma_enter_locked``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .printk import SplatKind
+from .runqueue import SwitchKind
 from .sched import might_sleep
 
 if TYPE_CHECKING:
@@ -81,26 +84,36 @@ def mmap_read_unlock(mm: MmStruct) -> None:
 
 
 def mmap_write_lock(mm: MmStruct) -> None:
-    """``mmap_write_lock``: may sleep."""
+    """``mmap_write_lock``: may sleep; once the lock is taken, ``mm_lock_seqcount_begin``
+    makes ``mm_lock_seq`` odd (a write-lock epoch begins)."""
     _check_users(mm, _F + "mmap_write_lock")
     mm.kernel.counters.mmap_write_lock += 1
     mm.mmap_lock.down_write(mm.kernel, _F + "mmap_write_lock")
+    mm.mm_lock_seq += 1
 
 
 def mmap_write_trylock(mm: MmStruct) -> bool:
-    """``mmap_write_trylock``."""
+    """``mmap_write_trylock`` (``mm_lock_seqcount_begin`` on success)."""
     k = mm.kernel
     k.counters.mmap_write_trylock += 1
     ok = mm.mmap_lock.down_write_trylock(k, _F + "mmap_write_trylock")
-    if not ok:
+    if ok:
+        mm.mm_lock_seq += 1
+    else:
         k.counters.mmap_write_trylock_failed += 1
     return ok
 
 
-def mmap_write_unlock(mm: MmStruct) -> None:
-    """``mmap_write_unlock``: also ends every VMA write lock (``vma_end_write_all``)."""
+def _vma_end_write_all(mm: MmStruct) -> None:
+    """``vma_end_write_all``: ``mm_lock_seqcount_end`` makes ``mm_lock_seq`` even again, so
+    every VMA stamped in this epoch is write-unlocked at once."""
     if mm.mmap_lock.writer is mm.kernel.current:
         mm.mm_lock_seq += 1
+
+
+def mmap_write_unlock(mm: MmStruct) -> None:
+    """``mmap_write_unlock``: also ends every VMA write lock (``vma_end_write_all``)."""
+    _vma_end_write_all(mm)
     mm.mmap_lock.up_write(mm.kernel, _F + "mmap_write_unlock")
 
 
@@ -108,8 +121,7 @@ def mmap_write_downgrade(mm: MmStruct) -> None:
     """``mmap_write_downgrade``: keep a read lock; VMA write locks end."""
     k = mm.kernel
     k.counters.mmap_write_downgrade += 1
-    if mm.mmap_lock.writer is k.current:
-        mm.mm_lock_seq += 1
+    _vma_end_write_all(mm)
     mm.mmap_lock.downgrade_write(k, _F + "mmap_write_downgrade")
 
 
@@ -140,9 +152,12 @@ def mmap_assert_write_locked(mm: MmStruct, where: str) -> None:
 
 
 def vma_is_write_locked(vma: Vma) -> bool:
-    """``__is_vma_write_locked``: written in this mmap write-lock epoch."""
-    mm = vma.vm_mm
-    return vma.vm_lock_seq == mm.mm_lock_seq and mm.mmap_lock.writer is not None
+    """``__is_vma_write_locked``'s comparison, which ``vma_start_read`` makes too: the VMA
+    was stamped in the current ``mm_lock_seq`` epoch. The sequence is odd while the mmap
+    lock is write-held, so a stamp made under it ends with the epoch; a stamp made without
+    it (``vm_flags_set`` under only the read lock: reported) matches the even sequence and
+    makes per-VMA readers fail until the next write-lock epoch, as in the kernel."""
+    return vma.vm_lock_seq == vma.vm_mm.mm_lock_seq
 
 
 def vma_start_write(vma: Vma, where: str = _F + "vma_start_write") -> None:
@@ -153,6 +168,12 @@ def vma_start_write(vma: Vma, where: str = _F + "vma_start_write") -> None:
     if vma.vm_lock_seq == mm.mm_lock_seq:
         return
     might_sleep(k, where)
+    s = k._sched
+    if s is not None and vma.readers and k.current not in vma.readers:
+        # __vma_start_write: readers fail from now on; wait for the ones inside to leave.
+        vma.vm_lock_seq = mm.mm_lock_seq
+        while vma.readers:
+            s.wait_var(vma, lambda: f"the per-VMA readers of {vma!r} to leave")
     if vma.readers:
         holder = vma.readers[0]
         k.report(
@@ -169,8 +190,9 @@ def vma_start_write(vma: Vma, where: str = _F + "vma_start_write") -> None:
 
 
 def vma_assert_write_locked(vma: Vma, where: str) -> None:
-    """``vma_assert_write_locked`` (VM_WARN_ON_ONCE_VMA)."""
-    if not vma_is_write_locked(vma):
+    """``vma_assert_write_locked`` (VM_WARN_ON_ONCE_VMA; ``__is_vma_write_locked`` also
+    asserts the mmap write lock)."""
+    if vma.vm_mm.mmap_lock.writer is None or not vma_is_write_locked(vma):
         vma.vm_mm.kernel.report(
             SplatKind.WARNING,
             "vma-write-locked",
@@ -228,27 +250,33 @@ def lock_vma_under_rcu(mm: MmStruct, addr: int) -> Vma | None:
     k = mm.kernel
     _check_users(mm, _F + "lock_vma_under_rcu")
     k.rcu.read_lock()
+    got: Vma | None = None
     try:
         vma = mm.mm_mt.load(addr)
-        if (
+        if not (
             vma is None
             or vma.detached
             or vma_is_write_locked(vma)
             or k.fault_inject.should_fail("lock_vma_under_rcu")
         ):
-            k.counters.vma_lock_abort += 1
-            return None
-        t = k.current
-        k.lockdep.acquire(t, vma.vm_lock, read=True, trylock=True, where=_F + "vma_start_read")
-        vma.readers.append(t)
-        if not vma.vm_start <= addr < vma.vm_end:
-            vma_end_read(vma)
-            k.counters.vma_lock_abort += 1
-            return None
-        k.counters.vma_lock_success += 1
-        return vma
+            t = k.current
+            k.lockdep.acquire(t, vma.vm_lock, read=True, trylock=True, where=_F + "vma_start_read")
+            vma.readers.append(t)
+            if vma.vm_start <= addr < vma.vm_end:
+                got = vma
+            else:
+                vma.readers.remove(t)
+                k.lockdep.release(t, vma.vm_lock, _F + "vma_end_read")
     finally:
         k.rcu.read_unlock()
+    if got is None:
+        k.counters.vma_lock_abort += 1
+        if k._sched is not None:
+            # The caller falls back to (or retries with) the mmap lock: a yield.
+            k._sched.point(SwitchKind.TRYLOCK_FAIL, f"lock_vma_under_rcu {addr:#x}")
+        return None
+    k.counters.vma_lock_success += 1
+    return got
 
 
 def vma_end_read(vma: Vma) -> None:
@@ -266,6 +294,11 @@ def vma_end_read(vma: Vma) -> None:
         return
     vma.readers.remove(t)
     k.lockdep.release(t, vma.vm_lock, _F + "vma_end_read")
+    s = k._sched
+    if s is not None:
+        if not vma.readers:
+            s.wake_up_var(vma)
+        s.point(SwitchKind.UNLOCK, f"vma_end_read {vma!r}")
 
 
 def vma_lookup(mm: MmStruct, addr: int) -> Vma | None:

@@ -21,7 +21,7 @@ from typing_extensions import override
 
 from .errors import KernelError
 from .fault import user_access
-from .fork import dup_mmap, mmput
+from .fork import dup_mmap, mmget, mmput
 from .fs import FMODE_READ, FMODE_WRITE, File, fput, get_file
 from .memory import read_pfn, write_pfn
 from .mm_types import MmStruct
@@ -46,7 +46,7 @@ from .vma import do_vmi_munmap
 if TYPE_CHECKING:
     from .kernel import Kernel
 
-__all__ = ["O_RDONLY", "O_RDWR", "O_WRONLY", "Process"]
+__all__ = ["O_RDONLY", "O_RDWR", "O_WRONLY", "FilesStruct", "Process"]
 
 O_RDONLY = 0
 O_WRONLY = 1
@@ -65,15 +65,38 @@ def _ulong(name: str, value: object) -> int:
     return value & ULONG_MAX
 
 
-class Process:
-    """A user process: one task, an address space, a file-descriptor table.
+class FilesStruct:
+    """A ``files_struct`` (fs/file.c): the descriptor table, shared by the threads of a
+    process (``CLONE_FILES``).
 
-    Invariant: while ``alive``, ``task.mm is mm`` and ``mm.mm_users >= 1`` (the process's own
-    reference); ``fds`` maps each open descriptor to a file holding one reference for it.
+    Invariant: ``count`` is the number of live tasks using the table; ``fds`` maps each open
+    descriptor to a file holding one reference for it.
+    """
+
+    __slots__ = ("count", "fds")
+
+    def __init__(self) -> None:
+        self.count = 1
+        self.fds: dict[int, File] = {}
+
+
+class Process:
+    """A user task — a process, or a thread of one (:meth:`spawn_thread`) — with its
+    address space and file-descriptor table.
+
+    Invariant: while ``alive``, ``task.mm is mm`` and this task holds one ``mm.mm_users``
+    reference; ``fds`` is the descriptor table (``files.fds``), shared with every thread of
+    the group (``tgid`` is the pid of the first one).
     """
 
     def __init__(
-        self, kernel: Kernel, pid: int, comm: str = "", mm: MmStruct | None = None
+        self,
+        kernel: Kernel,
+        pid: int,
+        comm: str = "",
+        mm: MmStruct | None = None,
+        *,
+        thread_of: Process | None = None,
     ) -> None:
         self.kernel = kernel
         self.pid = pid
@@ -81,9 +104,17 @@ class Process:
         self.task = kernel.new_task(pid, self.comm)
         self.mm = mm if mm is not None else MmStruct(kernel, pid)
         self.task.mm = self.mm
-        self.fds: dict[int, File] = {}
+        if thread_of is None:
+            self.tgid = pid
+            self.files = FilesStruct()
+            self.uffd: UserfaultfdCtx | None = None
+        else:
+            self.tgid = thread_of.tgid
+            self.files = thread_of.files
+            self.files.count += 1
+            self.uffd = thread_of.uffd
+        self.fds = self.files.fds
         self.alive = True
-        self.uffd: UserfaultfdCtx | None = None
         kernel.processes[pid] = self
 
     @override
@@ -271,18 +302,36 @@ class Process:
                 child.fds[fd] = get_file(f)
             return child
 
+    def spawn_thread(self) -> Process:
+        """``clone(CLONE_VM | CLONE_FILES | CLONE_THREAD)``: a new task in this thread group.
+
+        It shares the address space (``copy_mm`` takes an ``mm_users`` reference with
+        ``mmget``) and the descriptor table, and has its own pid and task — so it can run
+        syscalls concurrently with its siblings in :meth:`Kernel.concurrently`.
+        """
+        self._check_alive()
+        k = self.kernel
+        with k.enter(self.task, "sys_clone"):
+            mmget(self.mm)
+            return Process(k, k.next_pid(), self.comm, self.mm, thread_of=self)
+
     def exit(self) -> None:
-        """``exit(2)``: drop the address space (``exit_mm``), then close every descriptor
-        (``exit_files``); the files' ``->release`` runs as the task's last work."""
+        """``exit(2)`` of this task: drop its address-space reference (``exit_mm``), then
+        its descriptor-table reference (``exit_files``) — the last thread of the group closes
+        every descriptor; the files' ``->release`` runs as the task's last work."""
         self._check_alive()
         k = self.kernel
         with k.enter(self.task, "do_exit"):
             mm = self.mm
             self.task.mm = None
             mmput(mm)
-            fds, self.fds = self.fds, {}
-            for f in fds.values():
-                fput(f)
+            files = self.files
+            files.count -= 1
+            if files.count == 0:
+                fds = list(files.fds.values())
+                files.fds.clear()
+                for f in fds:
+                    fput(f)
         self.alive = False
         k.processes.pop(self.pid, None)
 

@@ -3,10 +3,11 @@
 Mirrors kernel/sched/core.c (``__might_resched``, ``schedule_debug``/``__schedule_bug``) and
 the bookkeeping of include/linux/preempt.h and include/linux/rcupdate.h that the checks read.
 
-Simplification: there is one CPU and no real concurrency. A task runs until its syscall (or
-kernel thread work item) returns; nothing ever preempts it. "Sleeping" is therefore only ever
-*reported*: an operation that may sleep checks the context (``might_sleep``), and an operation
-that would really block on something no other task can release is a deadlock.
+Outside :meth:`Kernel.concurrently` one task runs at a time, each syscall (or kernel-thread
+work item) to completion: "sleeping" is then only ever *reported* (``might_sleep``), and an
+operation that would block on something no other task can release is a deadlock. Inside it,
+``might_sleep`` and ``schedule`` are switch points of the run queue
+(:mod:`safemm.model.runqueue`), where another task may run.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from typing_extensions import override
 
 from .printk import SplatKind
+from .runqueue import SwitchKind
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from .kernel import Kernel
     from .locking import HeldLock
     from .mm_types import MmStruct
+    from .runqueue import Context
 
 __all__ = ["Task", "msleep"]
 
@@ -42,6 +45,7 @@ class Task:
 
     __slots__ = (
         "comm",
+        "ctx",
         "flags",
         "held_locks",
         "irqs_disabled",
@@ -66,6 +70,9 @@ class Task:
         #: unlocks then no longer decrement it (the kernel fixes it up on return to user).
         self.preempt_reset = False
         self.held_locks: list[HeldLock] = []
+        #: The :class:`~safemm.model.runqueue.Context` running this task inside
+        #: ``Kernel.concurrently`` (None outside, or while the task is in user space).
+        self.ctx: Context | None = None
 
     def in_atomic(self) -> bool:
         """Whether sleeping is forbidden here (``preemptible()`` is false or RCU is held)."""
@@ -76,8 +83,11 @@ class Task:
         return f"<Task {self.comm}:{self.pid}>"
 
 
-def might_sleep(kernel: Kernel, where: str) -> None:
+def might_sleep(kernel: Kernel, where: str, *, switch: bool = True) -> None:
     """``might_sleep()``: report a sleeping operation in atomic context.
+
+    Inside ``Kernel.concurrently`` it is also a switch point (``switch=False`` for callers
+    that make their own, such as a lock naming itself).
 
     Mirrors kernel/sched/core.c ``__might_resched``: prints "BUG: sleeping function called
     from invalid context" when preempt_count, the RCU nest depth or disabled interrupts say the
@@ -96,6 +106,8 @@ def might_sleep(kernel: Kernel, where: str) -> None:
             f"locks held: {held}",
             where,
         )
+    elif switch and kernel._sched is not None:
+        kernel._sched.point(SwitchKind.MIGHT_SLEEP, where.rsplit(":", 1)[-1])
 
 
 def schedule(kernel: Kernel, where: str) -> None:
@@ -123,6 +135,8 @@ def schedule(kernel: Kernel, where: str) -> None:
         t.preempt_count = 0
         t.preempt_reset = True
     kernel.rcu.note_context_switch()
+    if kernel._sched is not None:
+        kernel._sched.point(SwitchKind.SCHEDULE, where.rsplit(":", 1)[-1])
 
 
 def msleep(kernel: Kernel, msecs: int, where: str = "kernel/time/sleep_timeout.c:msleep") -> None:
@@ -140,13 +154,16 @@ def msleep(kernel: Kernel, msecs: int, where: str = "kernel/time/sleep_timeout.c
 
 
 class Rcu:
-    """RCU with one CPU: read-side sections, ``call_rcu`` callbacks and grace periods.
+    """RCU: read-side sections, ``call_rcu`` callbacks and grace periods.
 
     Mirrors the semantics (not the implementation) of kernel/rcu/tree.c: a grace period ends
     only when no task is inside a read-side critical section, explicit (``rcu_read_lock``) or
     implied by disabled preemption (a held spinlock). Grace periods are driven at quiescent
-    points: a context switch (:func:`schedule`), ``synchronize_rcu`` and the return to user
-    space.
+    points: a context switch (:func:`schedule`, and every switch between tasks inside
+    ``Kernel.concurrently``), ``synchronize_rcu`` and the return to user space.
+
+    Simplification: a grace period waits until no task at all is a reader, not only the
+    readers that began before ``call_rcu`` — later, never earlier, than the kernel's.
     """
 
     __slots__ = ("_callbacks", "kernel")
@@ -171,22 +188,39 @@ class Rcu:
             )
             return
         t.rcu_depth -= 1
+        s = self.kernel._sched
+        if s is not None and not t.rcu_depth:
+            s.wake_up_var(self)  # a synchronize_rcu may be waiting for this reader
+            s.point(SwitchKind.RCU_UNLOCK, "rcu_read_unlock")
 
     def call_rcu(self, fn: Callable[[], None]) -> None:
         """``call_rcu()``: run ``fn`` after the next grace period."""
         self._callbacks.append(fn)
 
     def synchronize(self) -> None:
-        """``synchronize_rcu()``: sleeps until a grace period has ended."""
-        might_sleep(self.kernel, "kernel/rcu/tree.c:synchronize_rcu")
-        schedule(self.kernel, "kernel/rcu/tree.c:synchronize_rcu")
+        """``synchronize_rcu()``: sleeps until a grace period has ended — inside
+        ``Kernel.concurrently``, until every other task has left its read-side section
+        (explicit, or implied by a held spinlock), so the callbacks queued before it have run
+        when it returns."""
+        k = self.kernel
+        might_sleep(k, "kernel/rcu/tree.c:synchronize_rcu")
+        s = k._sched
+        if s is not None:
+            me = k.current
+            while any(t is not me and self._reader(t) for t in k.all_tasks()):
+                s.wait_var(self, lambda: "an RCU grace period (a task is in a read-side section)")
+        schedule(k, "kernel/rcu/tree.c:synchronize_rcu")
+
+    @staticmethod
+    def _reader(t: Task) -> bool:
+        return t.rcu_depth > 0 or t.preempt_count > 0
 
     def note_context_switch(self) -> None:
         """A quiescent state: end the grace period if no task is still a reader."""
         if not self._callbacks:
             return
         for t in self.kernel.all_tasks():
-            if t.rcu_depth > 0 or t.preempt_count > 0:
+            if self._reader(t):
                 return
         callbacks, self._callbacks = self._callbacks, []
         for fn in callbacks:
