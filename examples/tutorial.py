@@ -17,7 +17,7 @@ from typing_extensions import override
 
 from safemm import MAP_SHARED, PAGE_SIZE, PROT_READ, BusError, Kernel, KernelError
 from safemm.fs import File, FileOperations, VmOperations
-from safemm.mm import Mm
+from safemm.mm import OwnedMm
 from safemm.page import Page
 from safemm.task import current
 from safemm.virt import VmAreaNew
@@ -30,7 +30,7 @@ class Hello:
     """Per-open state. Invariant: ``mm`` holds an mm_count reference until release;
     ``page`` is owned by this state until release."""
 
-    def __init__(self, mm: Mm) -> None:
+    def __init__(self, mm: OwnedMm) -> None:
         self.mm = mm
         self.page: Page | None = None
         self.addr = 0
@@ -81,15 +81,12 @@ class HelloDriver(FileOperations[Hello]):
         user = state.mm.mmget_not_zero()  # the address space may be gone
         if user is None:
             raise KernelError(errno.ESRCH, "the process has exited")
-        try:
-            with user.mmap_read_lock() as guard:
-                vma = guard.vma_lookup(state.addr)
-                mine = None if vma is None else self.vm_ops.check_vma(vma, state)
-                if mine is None:  # unmapped, or another VMA now sits there
-                    raise KernelError(errno.ENXIO, "no hello mapping at that address")
-                mine.zap_page_range_single(mine.start, PAGE_SIZE)
-        finally:
-            user.mmput()
+        with user, user.mmap_read_lock() as guard:  # mmput() when the block ends
+            vma = guard.vma_lookup(state.addr)
+            mine = None if vma is None else self.vm_ops.check_vma(vma, state)
+            if mine is None:  # unmapped, or another VMA now sits there
+                raise KernelError(errno.ENXIO, "no hello mapping at that address")
+            mine.zap_page_range_single(mine.start, PAGE_SIZE)
         return 0
 
     @override

@@ -74,7 +74,22 @@ def test_ci_runs_the_quick_start_test_command() -> None:
 
 
 def test_docs_are_linked() -> None:
-    """The hazards, conformance and demo pages are reachable from the README."""
-    for page in ("docs/hazards.md", "docs/conformance.md", "docs/binder-demo.md"):
+    """The hazards, conformance, demo and invariants pages are reachable from the README."""
+    for page in (
+        "docs/hazards.md",
+        "docs/conformance.md",
+        "docs/binder-demo.md",
+        "docs/invariants.md",
+    ):
         assert f"({page})" in README, page
         assert (ROOT / page).exists(), page
+
+
+def test_invariants_page_lists_every_invariant() -> None:
+    """docs/invariants.md has one row for each invariant check_invariants can name, and no
+    other."""
+    code = (ROOT / "src" / "safemm" / "model" / "invariants.py").read_text()
+    checked = set(re.findall(r'_fail\(\s*"([a-z_-]+)"', code))
+    page = (ROOT / "docs" / "invariants.md").read_text()
+    rows = set(re.findall(r"^\| `([a-z_-]+)` \|", page, re.M))
+    assert checked == rows, checked ^ rows

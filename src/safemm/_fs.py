@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import enum
 import errno
+import inspect
+import weakref
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 from typing_extensions import override
@@ -93,6 +95,60 @@ def _nonneg(name: str, value: object) -> int:
     return value
 
 
+def _forgot_init(obj: object, base: str) -> TypeError:
+    """The error for a driver class whose ``__init__`` did not call ``super().__init__``."""
+    cls = type(obj).__name__
+    return TypeError(
+        f"{cls}.__init__ did not call super().__init__(private_type, name): {base} needs the "
+        f"type of its private data and a name. Begin {cls}.__init__ with "
+        f'`super().__init__(MyState, "{cls.lower()}")`'
+    )
+
+
+def _check_hooks(obj: object, base: type, hooks: dict[str, str]) -> None:
+    """Refuse, at registration, a hook the kernel could not call: one that is not a plain
+    method taking the hook's arguments (a missing ``self``, a parameter too many or too few,
+    an ``async def``)."""
+    cls = type(obj)
+    for hook, spelled in hooks.items():
+        mine = getattr(cls, hook)
+        if mine is getattr(base, hook):
+            continue
+        where = f"{cls.__name__}.{hook}"
+        expected = f"the kernel calls it as {base.__name__}.{spelled}"
+        if not callable(mine):
+            raise TypeError(f"{where} is not a method: {expected}")
+        if inspect.iscoroutinefunction(mine):
+            raise TypeError(f"{where} is async def: hooks run synchronously; {expected}")
+        try:
+            sig = inspect.signature(mine)
+        except ValueError:  # no signature to check (a builtin)
+            continue
+        try:
+            sig.bind(obj, *[None] * spelled.count(","))
+        except TypeError:
+            raise TypeError(
+                f"{where}({', '.join(sig.parameters)}) has the wrong signature: {expected} "
+                f"(define it as `def {spelled}`)"
+            ) from None
+
+
+_FILE_HOOKS = {
+    "probe": "probe(self)",
+    "open": "open(self, file)",
+    "release": "release(self, file)",
+    "mmap": "mmap(self, file, vma)",
+    "ioctl": "ioctl(self, file, cmd, arg)",
+}
+_VM_HOOKS = {
+    "open": "open(self, vma)",
+    "close": "close(self, vma)",
+    "fault": "fault(self, vmf)",
+    "may_split": "may_split(self, vma, addr)",
+    "mremap": "mremap(self, vma)",
+}
+
+
 @final
 class File(SafeObject, Generic[P]):
     """An open file, as a driver hook sees it: valid for the duration of that hook.
@@ -158,6 +214,8 @@ class FileOperations(Generic[P]):
     def __init__(self, private_type: type[P], name: str = "driver") -> None:
         self.private_type = private_type
         self.name = name
+        #: Where this instance is registered: (kernel, path), once it is.
+        self._registered: tuple[weakref.ref[Kernel], str] | None = None
 
     def probe(self) -> None:
         """Called once, in kernel context, when the device is registered."""
@@ -183,6 +241,19 @@ class FileOperations(Generic[P]):
     @final
     def _safemm_file_operations_(self, kernel: Kernel, path: str) -> _rawfs.FileOperationsStruct:
         """The raw table the model calls (built once per registration)."""
+        if "_registered" not in self.__dict__:
+            raise _forgot_init(self, "FileOperations")
+        if self._registered is not None:
+            first, at = self._registered
+            where = at if first() is kernel else f"{at} of another Kernel"
+            raise RuntimeError(
+                f"this {type(self).__name__} instance is already registered at {where}: a "
+                "driver instance holds one device's state (its vm_ops, its open files); "
+                f"register a new instance at {path}: "
+                f"kernel.register_device({path!r}, {type(self).__name__}(...))"
+            )
+        _check_hooks(self, FileOperations, _FILE_HOOKS)
+        self._registered = (weakref.ref(kernel), path)
         cls = type(self)
         name = self.name
 
@@ -283,6 +354,8 @@ class VmOperations(Generic[T]):
         self.private_type = private_type
         self.name = name
         self._raw: VmOperationsStruct | None = None
+        #: The kernel ``_raw`` was built for.
+        self._kernel: weakref.ref[Kernel] | None = None
 
     def open(self, vma: _virt.VmAreaOwnedRef[T]) -> None:
         """``->open``: a new VMA (split piece, mremap copy, fork copy) carries these ops."""
@@ -320,7 +393,11 @@ class VmOperations(Generic[T]):
         ``owner`` as its private data). Rust binder's ``check_vma`` (commit 8ef2c15aeae0): a
         different VMA at the same address fails this check."""
         v = vma._live()
-        if self._raw is None or v.vm_ops is not self._raw:
+        try:
+            raw = self._raw
+        except AttributeError:
+            raise _forgot_init(self, "VmOperations") from None
+        if raw is None or v.vm_ops is not raw:
             return None
         if owner is not None and v.vm_private_data is not owner:
             return None
@@ -329,9 +406,27 @@ class VmOperations(Generic[T]):
         return _virt.make_owned(self, v, vma._scope)
 
     @final
-    def _raw_ops(self, kernel: Kernel) -> VmOperationsStruct:
+    def _raw_ops(self, kernel: Kernel, private_data: object) -> VmOperationsStruct:
+        """The raw table for ``set_vm_ops`` (built once), after checking the driver's use."""
+        if "_kernel" not in self.__dict__:
+            raise _forgot_init(self, "VmOperations")
+        if not isinstance(private_data, self.private_type):
+            raise TypeError(
+                f"set_vm_ops({self.name}, ...): the private data must be a "
+                f"{self.private_type.__name__} (the type given to {type(self).__name__}), "
+                f"got {type(private_data).__name__}; check_vma() and the hooks would never "
+                "find it"
+            )
         if self._raw is not None:
+            if self._kernel is not None and self._kernel() is not kernel:
+                raise RuntimeError(
+                    f"this {type(self).__name__} instance already serves another Kernel: "
+                    "its hooks would run in that kernel. Make one instance per driver "
+                    "instance (create it in the driver's __init__)"
+                )
             return self._raw
+        _check_hooks(self, VmOperations, _VM_HOOKS)
+        self._kernel = weakref.ref(kernel)
         cls = type(self)
         name = self.name
 
@@ -376,7 +471,11 @@ class VmOperations(Generic[T]):
                     "it before the kernel maps it"
                 )
             if not isinstance(got, VmFaultReason):
-                raise TypeError(f"{name}->fault must return a PageLock or a VmFaultReason")
+                raise TypeError(
+                    f"{name}->fault returned {type(got).__name__}: return the page to map at "
+                    "vmf.pgoff, locked (page.trylock()), or a VmFaultReason "
+                    "(VmFaultReason.SIGBUS for an offset beyond the object)"
+                )
             return int(got.value)
 
         self._raw = VmOperationsStruct(

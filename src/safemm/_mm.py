@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Self, final
+from typing import TYPE_CHECKING, ClassVar, final
 
-from typing_extensions import deprecated, override
+from typing_extensions import override
 
 from . import _virt
-from ._scope import _TOKEN, SafeObject, Scope, _Token, check_token, install_missing, stale
+from ._scope import (
+    _TOKEN,
+    Releasable,
+    SafeObject,
+    Scope,
+    _Token,
+    check_token,
+    install_missing,
+    stale,
+)
 from .model import fork as _fork
 from .model import mmap_lock as _ml
 from .model.errors import StaleReferenceError
@@ -17,8 +26,6 @@ from .model.mmap_lock import mmap_read_unlock as _mmap_read_unlock
 _new = object.__new__
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .model.kernel import Kernel
     from .model.mm_types import MmStruct, Vma
 
@@ -28,14 +35,10 @@ __all__ = [
     "MmWithUserAsync",
     "MmapReadGuard",
     "MmapWriteGuard",
+    "OwnedMm",
+    "OwnedMmWithUser",
     "VmaReadGuard",
 ]
-
-# Reference kinds.
-_BORROWED = 0
-_COUNT = 1  # owns one mm_count (mmgrab)
-_USERS = 2  # owns one mm_users (mmget_not_zero)
-_ASYNC = 3  # owns one mm_users, released with mmput_async
 
 
 def _int(name: str, value: object) -> int:
@@ -45,20 +48,21 @@ def _int(name: str, value: object) -> int:
 
 
 class Mm(SafeObject):
-    """An ``mm_struct`` known to be allocated: holds (or borrows) an ``mm_count`` reference.
+    """A borrowed ``mm_struct`` (``&Mm`` in Rust): known to be allocated while its lender is.
 
     Invariant: the ``mm_struct`` is not freed while this handle is valid; its address space
-    may already be gone (``mm_users`` may be 0), so nothing here touches VMAs or locks. An
-    owned reference (from :meth:`MmWithUser.mmgrab`) must be released with :meth:`mmdrop`;
-    a borrowed one is valid only while its lender is.
+    may already be gone (``mm_users`` may be 0), so nothing here touches VMAs or locks. A
+    borrowed reference cannot be released: it has no ``mmdrop``/``mmput``. The owned forms are
+    :class:`OwnedMm` (from :meth:`MmWithUser.mmgrab`), :class:`OwnedMmWithUser` (from
+    :meth:`mmget_not_zero`) and :class:`MmWithUserAsync`; each is a subclass, so passing one
+    where an ``Mm`` is expected lends it.
     """
 
-    __slots__ = ("__weakref__", "_kind", "_mm", "_released", "_scope")
+    __slots__ = ("__weakref__", "_mm", "_released", "_scope")
 
-    def __init__(self, _key: _Token, mm: MmStruct, kind: int, scope: Scope | None) -> None:
+    def __init__(self, _key: _Token, mm: MmStruct, scope: Scope | None) -> None:
         check_token(_key, type(self).__name__)
         self._mm = mm
-        self._kind = kind
         self._scope = scope
         self._released = ""
 
@@ -74,41 +78,22 @@ class Mm(SafeObject):
     def _kernel(self) -> Kernel:
         return self._mm.kernel
 
-    def mmget_not_zero(self) -> MmWithUser | None:
+    def mmget_not_zero(self) -> OwnedMmWithUser | None:
         """``mmget_not_zero``: a new owned ``mm_users`` reference, or None if the address space
-        is already being torn down. Release it with :meth:`MmWithUser.mmput`."""
+        is already being torn down. Release it with ``mmput()``, or use it as a context
+        manager: ``with user: ...``."""
         mm = self._live()
         if not _fork.mmget_not_zero(mm):
             return None
-        return MmWithUser(_TOKEN, mm, _USERS, None)
-
-    def mmdrop(self) -> None:
-        """Release the owned ``mm_count`` reference (``mmdrop``)."""
-        mm = self._live()
-        if self._kind != _COUNT:
-            raise TypeError(_wrong_release(self, "mmdrop()"))
-        self._released = "mmdrop()"
-        _fork.mmdrop(mm)
+        return OwnedMmWithUser(_TOKEN, mm, None)
 
     def is_same_mm(self, other: Mm) -> bool:
         """Whether both handles name the same ``mm_struct`` (``ptr::eq`` in Rust binder)."""
         return self._live() is other._live()
 
-    def __del__(self) -> None:
-        if not hasattr(self, "_released"):  # the constructor refused (no token)
-            return
-        if self._kind != _BORROWED and not self._released:
-            what = {_COUNT: "mm_count (mmgrab)", _USERS: "mm_users", _ASYNC: "mm_users"}
-            self._mm.kernel.leak(
-                f"{type(self).__name__} of mm {self._mm.id}",
-                f"an owned {what[self._kind]} reference on mm {self._mm.id} was dropped "
-                "without being released",
-            )
-
     @override
     def __repr__(self) -> str:
-        kind = {_BORROWED: "borrowed", _COUNT: "mmgrab", _USERS: "mmget", _ASYNC: "mmget"}
-        return f"<{type(self).__name__} mm={self._mm.id} {kind[self._kind]}>"
+        return f"<{type(self).__name__} mm={self._mm.id} borrowed>"
 
 
 _NEEDS_USERS = (
@@ -121,6 +106,16 @@ _MM_HINTS = {
     "lock_vma_under_rcu": _NEEDS_USERS,
     "vma_lookup": "needs the mmap lock: `with user.mmap_read_lock() as guard: "
     "guard.vma_lookup(addr)`",
+    "mmdrop": "only an owned mm_count reference (OwnedMm, from mmgrab()) is released with "
+    "mmdrop(); an mm_users reference is released with mmput(), and a borrowed one is not yours "
+    "to release",
+    "mmput": "only an owned mm_users reference (OwnedMmWithUser, from mmget_not_zero(), or "
+    "MmWithUserAsync) is released with mmput(); an mm_count reference is released with "
+    "mmdrop(), and a borrowed one is not yours to release",
+    "into_mmput_async": "needs an owned mm_users reference: `user = mm.mmget_not_zero()`, "
+    "check it for None, then `user.into_mmput_async()`",
+    "__enter__": "only an owned reference is a context manager: `with mm.mmget_not_zero() ...` "
+    "after the None check, or `with user.mmgrab() as mm: ...`; a borrowed one needs no release",
 }
 
 
@@ -128,19 +123,11 @@ _MM_HINTS = {
 install_missing(Mm, _MM_HINTS)
 
 
-def _wrong_release(ref: Mm, call: str) -> str:
-    if ref._kind == _BORROWED:
-        return f"{call} on a borrowed {type(ref).__name__}: only references you took are yours"
-    if ref._kind == _COUNT:
-        return f"{call} on an mm_count reference: release it with mmdrop()"
-    return f"{call} on an mm_users reference: release it with mmput()"
-
-
 def _check_users(self: Mm) -> MmStruct:
     """The mm behind a handle that must hold (or borrow) ``mm_users``."""
     mm = self._live()
-    if self._kind == _COUNT:
-        # An mm_count handle forced into this method (an unbound call, a cast).
+    if not isinstance(self, MmWithUser):
+        # An mm_count handle forced into this method (an unbound call).
         raise TypeError(f"{self!r} holds only mm_count: locking {_NEEDS_USERS}")
     if mm.mm_users <= 0:
         raise StaleReferenceError(f"{self!r}: the address space is gone (mm_users is 0)")
@@ -148,10 +135,12 @@ def _check_users(self: Mm) -> MmStruct:
 
 
 class MmWithUser(Mm):
-    """An ``mm_struct`` whose address space is alive: ``mm_users > 0`` is held (or borrowed).
+    """A borrowed ``mm_struct`` whose address space is alive (``&MmWithUser`` in Rust).
 
     Invariant: ``mm_users`` stays non-zero while this handle is valid, so the mmap lock, the
-    per-VMA locks and the VMA tree may be used. This is the only type that can take them.
+    per-VMA locks and the VMA tree may be used. This is the only type that can take them. A
+    borrowed one (``current().mm()``, ``VmAreaRef.mm``) has no release method; the owned
+    forms are :class:`OwnedMmWithUser` and :class:`MmWithUserAsync`.
     """
 
     __slots__ = ()
@@ -162,9 +151,9 @@ class MmWithUser(Mm):
         s = self._scope
         if (
             self._released
-            or self._kind == _COUNT
             or mm.mm_users <= 0
             or (s is not None and not s.alive)
+            or not isinstance(self, MmWithUser)  # an mm_count handle, by an unbound call
         ):
             mm = _check_users(self)  # raises the right error
         _mmap_read_lock(mm)
@@ -196,58 +185,127 @@ class MmWithUser(Mm):
             return None
         return VmaReadGuard(_TOKEN, self, mm, vma)
 
-    def mmgrab(self) -> Mm:
-        """``mmgrab``: a new owned ``mm_count`` reference (release with :meth:`Mm.mmdrop`)."""
+    def mmgrab(self) -> OwnedMm:
+        """``mmgrab``: a new owned ``mm_count`` reference. Release it with
+        :meth:`OwnedMm.mmdrop`, or use it as a context manager: ``with user.mmgrab() as mm:``."""
         mm = self._live()
         _fork.mmgrab(mm)
-        return Mm(_TOKEN, mm, _COUNT, None)
-
-    def mmput(self) -> None:
-        """Release the owned ``mm_users`` reference (``mmput``; may sleep, and the last one
-        tears the address space down here)."""
-        mm = self._live()
-        if self._kind != _USERS:
-            raise TypeError(_wrong_release(self, "mmput()"))
-        self._released = "mmput()"
-        _fork.mmput(mm)
-
-    def into_mmput_async(self) -> MmWithUserAsync:
-        """The same reference, to be released with ``mmput_async`` (safe where sleeping is
-        not). This handle is consumed."""
-        mm = self._live()
-        if self._kind != _USERS:
-            raise TypeError(_wrong_release(self, "into_mmput_async()"))
-        self._released = "into_mmput_async() (the reference moved)"
-        return MmWithUserAsync(_TOKEN, mm, _ASYNC, None)
-
-    @override
-    @deprecated(
-        "an MmWithUser holds an mm_users reference: release it with mmput(), not mmdrop()",
-        category=None,
-    )
-    def mmdrop(self) -> None:
-        """Refused: an ``mm_users`` reference is released with :meth:`mmput`."""
-        raise TypeError(_wrong_release(self, "mmdrop()"))
+        return OwnedMm(_TOKEN, mm, None)
 
 
-@final
-class MmWithUserAsync(MmWithUser):
-    """An owned ``mm_users`` reference released with ``mmput_async``: its teardown (if last)
-    runs later in a kworker, so releasing it never sleeps — as shrinkers need."""
+def _take(ref: Mm, cls: type[_Owned], call: str) -> MmStruct:
+    """Mark ``ref`` released by ``call`` and return its mm, whose count the caller drops.
+
+    ``cls`` is the class whose release method was called: on any other reference (an unbound
+    call around the types, on a borrowed or a differently counted one) it is refused.
+    """
+    mm = ref._live()
+    if type(ref) is not cls:
+        raise TypeError(f"{call} on {ref!r}: {_MM_HINTS[call.partition('(')[0]]}")
+    ref._released = call
+    return mm
+
+
+class _Owned(Releasable, Mm):
+    """An owned reference (``ARef<...>`` in Rust): released exactly once, by its release
+    method or at the end of a ``with`` block; after that every use is stale. One dropped
+    without being released is a leak (reported by its finaliser and ``check_invariants``).
+    """
 
     __slots__ = ()
 
+    #: The counter this reference holds, for the leak report.
+    counter: ClassVar[str]
+
+    def __del__(self) -> None:
+        if not hasattr(self, "_released"):  # the constructor refused (no token)
+            return
+        if not self._released:
+            self._mm.kernel.leak(
+                f"{type(self).__name__} of mm {self._mm.id}",
+                f"an owned {self.counter} reference on mm {self._mm.id} was dropped "
+                "without being released",
+            )
+
     @override
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} mm={self._mm.id} owned>"
+
+
+@final
+class OwnedMm(_Owned):
+    """An owned ``mm_count`` reference (``ARef<Mm>``), from :meth:`MmWithUser.mmgrab`.
+
+    Invariant: until :meth:`mmdrop` (or the end of its ``with`` block) this handle holds one
+    ``mm_count``, so the ``mm_struct`` stays allocated; the address space may not.
+    """
+
+    __slots__ = ()
+    counter = "mm_count (mmgrab)"
+
+    def mmdrop(self) -> None:
+        """``mmdrop``: release the reference; this handle becomes stale."""
+        _fork.mmdrop(_take(self, OwnedMm, "mmdrop()"))
+
+    @override
+    def _end_block(self) -> None:
+        if not self._released:
+            self.mmdrop()
+
+
+@final
+class OwnedMmWithUser(_Owned, MmWithUser):
+    """An owned ``mm_users`` reference (``ARef<MmWithUser>``), from :meth:`Mm.mmget_not_zero`.
+
+    Invariant: until :meth:`mmput` (or the end of its ``with`` block, or
+    :meth:`into_mmput_async`) this handle holds one ``mm_users``, so the address space stays.
+    """
+
+    __slots__ = ()
+    counter = "mm_users"
+
     def mmput(self) -> None:
-        """Release with ``mmput_async``."""
-        mm = self._live()
-        if self._kind != _ASYNC:
-            raise TypeError(_wrong_release(self, "mmput()"))
-        self._released = "mmput_async()"
-        _fork.mmput_async(mm)
+        """``mmput``: release the reference (may sleep, and the last one tears the address
+        space down here); this handle becomes stale."""
+        _fork.mmput(_take(self, OwnedMmWithUser, "mmput()"))
+
+    def into_mmput_async(self) -> MmWithUserAsync:
+        """The same reference, to be released with ``mmput_async`` (safe where sleeping is
+        not). This handle is consumed (``MmWithUser::into_mmput_async``)."""
+        mm = _take(self, OwnedMmWithUser, "into_mmput_async()")
+        self._released = "into_mmput_async() (the reference moved)"
+        return MmWithUserAsync(_TOKEN, mm, None)
+
+    @override
+    def _end_block(self) -> None:
+        if not self._released:
+            self.mmput()
 
 
-class _Guard(Scope):
+@final
+class MmWithUserAsync(_Owned, MmWithUser):
+    """An owned ``mm_users`` reference released with ``mmput_async``: its teardown (if last)
+    runs later in a kworker, so releasing it never sleeps — as shrinkers need.
+
+    Invariant: as :class:`OwnedMmWithUser`, until :meth:`mmput` or the end of its ``with``
+    block.
+    """
+
+    __slots__ = ()
+    counter = "mm_users"
+
+    def mmput(self) -> None:
+        """``mmput_async``: release the reference without sleeping; this handle becomes
+        stale."""
+        _fork.mmput_async(_take(self, MmWithUserAsync, "mmput()"))
+
+    @override
+    def _end_block(self) -> None:
+        if not self._released:
+            self.mmput()
+
+
+class _Guard(Scope, Releasable):
     """A held lock: valid until unlocked, and the scope of every handle taken through it.
     Not thread-safe: unlock in the task that locked.
 
@@ -274,15 +332,8 @@ class _Guard(Scope):
         """Release the lock; every handle taken through this guard becomes stale."""
         raise NotImplementedError
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    @override
+    def _end_block(self) -> None:
         if self.alive:
             self.unlock()
 

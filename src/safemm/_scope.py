@@ -12,17 +12,20 @@ is a type error (missing argument) and, at run time, a TypeError.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, NoReturn, final
+from typing import TYPE_CHECKING, NoReturn, Self, final
 
 from typing_extensions import override
 
 from .model.errors import StaleReferenceError
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from .model.kernel import Kernel
 
-__all__ = ["SafeObject", "Scope"]
+__all__ = ["Releasable", "SafeObject", "Scope"]
 
 
 class SafeObject:
@@ -41,6 +44,32 @@ class SafeObject:
                     "could forge its guarantees)"
                 )
         super().__init_subclass__()
+
+
+class Releasable(SafeObject):
+    """Base of what a ``with`` block releases when it ends: a lock guard, an owned reference.
+
+    The block's end calls :meth:`_end_block`, which releases only what is still held: a
+    release inside the block (an explicit ``unlock()`` or ``mmput()``, or a move such as
+    ``into_mmput_async()``) is not repeated.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def _end_block(self) -> None:
+        """Release what is still held when the ``with`` block ends."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._end_block()
 
 
 @final

@@ -48,7 +48,7 @@ class Task(SafeObject):
         mm = self._task.mm
         if mm is None:
             return None
-        return _mm.MmWithUser(_TOKEN, mm, _mm._BORROWED, self._scope)
+        return _mm.MmWithUser(_TOKEN, mm, self._scope)
 
     @override
     def __repr__(self) -> str:

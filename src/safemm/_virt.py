@@ -147,7 +147,7 @@ class VmAreaRef(SafeObject):
     def mm(self) -> _mm.MmWithUser:
         """The VMA's mm, borrowed for as long as this handle is valid (``vm_mm``)."""
         v = self._live()
-        return _mm.MmWithUser(_TOKEN, v.vm_mm, _mm._BORROWED, self._scope)
+        return _mm.MmWithUser(_TOKEN, v.vm_mm, self._scope)
 
     def zap_page_range_single(self, address: int, size: int) -> None:
         """``zap_page_range_single``: remove the user PTEs in ``[address, address+size)``.
@@ -306,7 +306,7 @@ class VmAreaNew(VmAreaMut):
         """Attach the driver's ``vm_operations_struct`` and its private data (typed: hooks
         and :meth:`VmOperations.check_vma` give ``private_data`` back as ``T``)."""
         v = self._live()
-        v.vm_ops = ops._raw_ops(v.vm_mm.kernel)
+        v.vm_ops = ops._raw_ops(v.vm_mm.kernel, private_data)
         v.vm_private_data = private_data
 
 

@@ -1,8 +1,8 @@
 """Scaling benchmarks: does the model cost what the kernel's data structures cost?
 
 Run ``python -m safemm.bench`` (``--json`` for machine-readable output). Every figure is a
-ratio measured within one run (DESIGN.md, "Speed"), so the verdicts do not depend on the
-machine:
+ratio measured within one run (a cost that grows as the kernel's does), so the verdicts do
+not depend on the machine:
 
 * **VMA operations at 64 and at 65,530 VMAs in one process.** A read of one byte of an
   already-mapped page (``Process.read``, through the page-table path), an ``mmap`` without an

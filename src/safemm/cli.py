@@ -38,7 +38,7 @@ def _demo(argv: Sequence[str], out: TextIO) -> int:
     parser.add_argument(
         "--plot",
         metavar="FILE",
-        help="also draw the per-transaction costs (FILE.svg; FILE.png needs matplotlib)",
+        help="also draw the per-transaction costs as an SVG chart (FILE.svg)",
     )
     parser.add_argument(
         "--workload",
@@ -51,8 +51,8 @@ def _demo(argv: Sequence[str], out: TextIO) -> int:
         "--no-times", action="store_true", help="leave the model times out (fully deterministic)"
     )
     args = parser.parse_args(list(argv))
-    if args.plot and not args.plot.lower().endswith((".svg", ".png")):
-        parser.error(f"--plot {args.plot}: write an .svg or a .png file")
+    if args.plot and not args.plot.lower().endswith(".svg"):
+        parser.error(f"--plot {args.plot}: the chart is an .svg file (convert it for a PNG)")
     results = run_demo(args.seed, args.workload)
     times = not args.no_times
     if args.json:

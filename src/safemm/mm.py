@@ -1,7 +1,12 @@
-"""mm references and lock guards (``kernel::mm``): :class:`Mm` (``mm_count``),
-:class:`MmWithUser` (``mm_users``; the only type that can take the mmap lock),
-:class:`MmWithUserAsync`, and the guards :class:`MmapReadGuard`, :class:`MmapWriteGuard` and
-:class:`VmaReadGuard`.
+"""mm references and lock guards (``kernel::mm``).
+
+Borrowed references, which cannot be released: :class:`Mm` (the ``mm_struct`` is allocated)
+and :class:`MmWithUser` (``mm_users`` is held by the lender; the only type that can take the
+mmap lock), as ``current().mm()`` and ``VmAreaRef.mm`` return them. Owned references, each a
+context manager that releases it at the end of the ``with`` block: :class:`OwnedMm`
+(``mmgrab``; ``mmdrop()``), :class:`OwnedMmWithUser` (``mmget_not_zero``; ``mmput()``) and
+:class:`MmWithUserAsync` (``into_mmput_async``; ``mmput()`` is ``mmput_async``). The guards:
+:class:`MmapReadGuard`, :class:`MmapWriteGuard` and :class:`VmaReadGuard`.
 
 C spellings that need a lock or a reference first exist here only to point at the safe
 spelling: calling them is a type error (``arg-type``) with a ``deprecated`` note saying what to
@@ -19,6 +24,8 @@ from ._mm import MmapReadGuard as MmapReadGuard
 from ._mm import MmapWriteGuard as MmapWriteGuard
 from ._mm import MmWithUser as MmWithUser
 from ._mm import MmWithUserAsync as MmWithUserAsync
+from ._mm import OwnedMm as OwnedMm
+from ._mm import OwnedMmWithUser as OwnedMmWithUser
 from ._mm import VmaReadGuard as VmaReadGuard
 
 __all__ = [
@@ -27,6 +34,8 @@ __all__ = [
     "MmWithUserAsync",
     "MmapReadGuard",
     "MmapWriteGuard",
+    "OwnedMm",
+    "OwnedMmWithUser",
     "VmaReadGuard",
     "mmap_read_lock",
     "vma_lookup",

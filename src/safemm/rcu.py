@@ -12,16 +12,23 @@ a KASAN use-after-free (review, Jann Horn).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Generic, Self, TypeVar, final
+from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 from typing_extensions import override
 
-from ._scope import _TOKEN, HookScope, SafeObject, _Token, check_token, running_kernel, stale
+from ._scope import (
+    _TOKEN,
+    HookScope,
+    Releasable,
+    SafeObject,
+    _Token,
+    check_token,
+    running_kernel,
+    stale,
+)
 from .model import rcupdate as _rcu
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .model.kernel import Kernel
 
 __all__ = ["RcuPointer", "RcuReadGuard", "RcuRef", "rcu_read_lock"]
@@ -79,7 +86,7 @@ class RcuPointer(SafeObject, Generic[T]):
 
 
 @final
-class RcuReadGuard(SafeObject):
+class RcuReadGuard(Releasable):
     """An explicit RCU read-side section (``rcu_read_lock()``), ended by :meth:`unlock`."""
 
     __slots__ = ("_kernel", "_scope")
@@ -96,15 +103,8 @@ class RcuReadGuard(SafeObject):
         self._kernel.rcu.read_unlock()
         self._scope.end("RcuReadGuard.unlock()")
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    @override
+    def _end_block(self) -> None:
         if self._scope.alive:
             self.unlock()
 

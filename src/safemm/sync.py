@@ -7,22 +7,29 @@ hook returns to user space.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Self, final
+from typing import TYPE_CHECKING, final
 
 from typing_extensions import override
 
-from ._scope import _TOKEN, HookScope, SafeObject, _Token, check_token, running_kernel, stale
+from ._scope import (
+    _TOKEN,
+    HookScope,
+    Releasable,
+    SafeObject,
+    _Token,
+    check_token,
+    running_kernel,
+    stale,
+)
 from .model import locking as _locking
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .model.kernel import Kernel
 
 __all__ = ["Mutex", "MutexGuard", "SpinLock", "SpinLockGuard"]
 
 
-class _LockGuard(SafeObject):
+class _LockGuard(Releasable):
     __slots__ = ("__weakref__", "_kernel", "_lock", "_scope")
 
     def __init__(
@@ -45,15 +52,8 @@ class _LockGuard(SafeObject):
         """Whether this guard still holds the lock."""
         return self._scope.alive
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    @override
+    def _end_block(self) -> None:
         if self._scope.alive:
             self.unlock()
 

@@ -1,8 +1,8 @@
-"""Comparison, shrinking, the seeded runner and the command, without the model.
+"""Comparison, shrinking, the seeded runner and the command, apart from the model.
 
-The model does not exist yet, so the machinery is tested against sides built
-from the kernel: the kernel against itself in another process (which must agree
-100%: results do not depend on where the window is), and the kernel against a
+The machinery is tested against sides built from the kernel alone, whose answers
+are known: the kernel against itself in another process (which must agree 100%:
+results do not depend on where the window is), and the kernel against a
 deliberately distorted copy of itself (whose disagreements must be found and
 shrunk to one or two steps).
 """

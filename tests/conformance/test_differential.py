@@ -1,7 +1,6 @@
 """The model against the real kernel: the conformance suite itself.
 
-Skips with "model not available yet" until ``safemm.Kernel`` exists, and with
-the kernel side's reason off Linux or without gcc. The hypothesis test runs
+Skips with the kernel side's reason off Linux or without gcc. The hypothesis test runs
 ``SAFEMM_CONFORMANCE_EXAMPLES`` sequences (default 300: the CI profile),
 derandomized so CI is reproducible, and shrinks any disagreement with
 hypothesis's own shrinker. ``safemm conformance -n 5000`` runs more.

@@ -3,7 +3,6 @@ conformance dispatch."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import xml.etree.ElementTree as ET
@@ -17,7 +16,7 @@ import safemm.conformance.compare
 from safemm.cli import main
 from safemm.demo.drivers import STRATEGIES
 from safemm.demo.plot import PlotError, render_svg, write_plot
-from safemm.demo.report import ROWS, render_json, render_text, run_demo
+from safemm.demo.report import COSTS, ROWS, render_json, render_text, run_demo
 
 
 def _run(*argv: str) -> tuple[int, str]:
@@ -87,6 +86,32 @@ def test_svg_plot(tmp_path: Path) -> None:
     assert len(titles) == 2 * 3 * 5  # workloads x strategies x panels
 
 
+def test_svg_bars_are_the_costs() -> None:
+    """Each bar's title is its run's cost, and within a panel heights are proportional to
+    the costs (the tallest bar is the largest cost)."""
+    results = run_demo(0, ["ping-pong", "bursty-pressure"])
+    root = ET.fromstring(render_svg(results, 0, times=False))
+    bars = [e for e in root.iter() if e.tag.endswith("rect") and len(e)]
+    by = {(r.workload, r.strategy): r for r in results}
+    per_panel = len(results)
+    assert len(bars) == per_panel * len([c for c in COSTS if "time" not in c[0]])
+    for p, (_, value) in enumerate(c for c in COSTS if "time" not in c[0]):
+        panel = bars[p * per_panel : (p + 1) * per_panel]
+        costs, heights = [], []
+        for bar in panel:
+            title = bar[0].text or ""
+            key, _, shown = title.rpartition(": ")
+            workload, _, strategy = key.partition(", ")
+            cost = value(by[workload, strategy])
+            assert float(shown) == pytest.approx(cost, abs=5e-4)
+            costs.append(cost)
+            heights.append(float(bar.get("height", "0")))
+        top = max(costs)
+        for cost, height in zip(costs, heights, strict=True):
+            expected = max(heights) * cost / top if top else 0.0
+            assert height == pytest.approx(expected, abs=0.1)
+
+
 def test_svg_without_times() -> None:
     """Without times the chart is deterministic too."""
     results = run_demo(0, ["ping-pong"])
@@ -94,24 +119,19 @@ def test_svg_without_times() -> None:
     assert "model time" not in render_svg(results, 0, times=False)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("matplotlib") is not None, reason="matplotlib is installed"
-)
-def test_png_needs_matplotlib(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Without matplotlib, a PNG is refused with a clear message and status 2."""
-    rc, _ = _run("demo", "--workload", "ping-pong", "--plot", str(tmp_path / "c.png"))
-    assert rc == 2
-    assert "needs matplotlib" in capsys.readouterr().err
-    with pytest.raises(PlotError, match="needs matplotlib"):
-        write_plot(run_demo(0, ["ping-pong"]), 0, tmp_path / "c.png")
-
-
-def test_bad_plot_suffix(tmp_path: Path) -> None:
-    """Other formats are refused before anything runs."""
-    with pytest.raises(SystemExit):
-        _run("demo", "--plot", str(tmp_path / "c.pdf"))
-    with pytest.raises(PlotError):
-        write_plot([], 0, tmp_path / "c.pdf")
+@pytest.mark.parametrize("name", ["c.png", "c.pdf", "c"])
+def test_only_svg_is_written(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Any other file name is refused before the demo runs (status 2, saying how to get a
+    PNG), and by write_plot; nothing is written."""
+    with pytest.raises(SystemExit) as exit_:
+        _run("demo", "--plot", str(tmp_path / name))
+    assert exit_.value.code == 2
+    assert "convert it for a PNG" in capsys.readouterr().err
+    with pytest.raises(PlotError, match="rsvg-convert"):
+        write_plot([], 0, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unknown_workload() -> None:

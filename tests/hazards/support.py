@@ -39,7 +39,7 @@ from safemm import (
     Process,
 )
 from safemm.fs import AddressSpace, File, FileOperations, VmFault, VmFaultReason, VmOperations
-from safemm.mm import Mm, MmapReadGuard, MmWithUser, VmaReadGuard
+from safemm.mm import MmapReadGuard, MmWithUser, OwnedMm, OwnedMmWithUser, VmaReadGuard
 from safemm.model import memory as raw_mem
 from safemm.model import vma as raw_vma
 from safemm.model.fs import File as RawFile
@@ -105,7 +105,7 @@ class Buf:
     """
 
     def __init__(self) -> None:
-        self.mm: Mm | None = None
+        self.mm: OwnedMm | None = None
         self.pages: list[Page] = []
         self.base = 0
         self.opens = 0
@@ -255,8 +255,9 @@ def raw_mm(file: File[Buf]) -> MmStruct:
     return mm._mm
 
 
-def user_of(file: File[Buf]) -> MmWithUser:
-    """An ``mm_users`` reference on the opener's mm (ESRCH if it is gone); ``mmput`` it."""
+def user_of(file: File[Buf]) -> OwnedMmWithUser:
+    """An ``mm_users`` reference on the opener's mm (ESRCH if it is gone); release it with
+    ``with user_of(file) as user:``."""
     mm = state_of(file).mm
     user = None if mm is None else mm.mmget_not_zero()
     if user is None:
@@ -285,8 +286,7 @@ def insert_checked(driver: HazardDriver, file: File[Buf], index: int) -> None:
     ESRCH otherwise."""
     state = state_of(file)
     addr = state.base + index * P
-    user = user_of(file)
-    try:
+    with user_of(file) as user:
         guard, vma = _lock_vma(user, addr)
         with guard:
             mine = None if vma is None else driver.vm_ops.check_vma(vma, state)
@@ -298,24 +298,18 @@ def insert_checked(driver: HazardDriver, file: File[Buf], index: int) -> None:
             if mixed is None:
                 raise KernelError(errno.ESRCH, f"the VMA at {addr:#x} is not VM_MIXEDMAP")
             mixed.vm_insert_page(addr, state.pages[index])
-    finally:
-        user.mmput()
 
 
 def zap_checked(driver: HazardDriver, file: File[Buf], index: int) -> None:
     """Correct: zap page ``index`` only from this file's own VMA (ESRCH otherwise)."""
     state = state_of(file)
     addr = state.base + index * P
-    user = user_of(file)
-    try:
-        with user.mmap_read_lock() as guard:
-            vma = guard.vma_lookup(addr)
-            mine = None if vma is None else driver.vm_ops.check_vma(vma, state)
-            if mine is None:
-                raise KernelError(errno.ESRCH, f"the VMA at {addr:#x} is not this file's")
-            mine.zap_page_range_single(addr, P)
-    finally:
-        user.mmput()
+    with user_of(file) as user, user.mmap_read_lock() as guard:
+        vma = guard.vma_lookup(addr)
+        mine = None if vma is None else driver.vm_ops.check_vma(vma, state)
+        if mine is None:
+            raise KernelError(errno.ESRCH, f"the VMA at {addr:#x} is not this file's")
+        mine.zap_page_range_single(addr, P)
 
 
 def insert_unchecked_read(file: File[Buf], index: int) -> None:
@@ -323,16 +317,12 @@ def insert_unchecked_read(file: File[Buf], index: int) -> None:
     address under the mmap read lock and insert if it is VM_MIXEDMAP — whoever's it is."""
     state = state_of(file)
     addr = state.base + index * P
-    user = user_of(file)
-    try:
-        with user.mmap_read_lock() as guard:
-            vma = guard.vma_lookup(addr)
-            mixed = None if vma is None else vma.as_mixedmap_vma()
-            if mixed is None:
-                raise KernelError(errno.ESRCH, f"no VM_MIXEDMAP VMA at {addr:#x}")
-            mixed.vm_insert_page(addr, state.pages[index])
-    finally:
-        user.mmput()
+    with user_of(file) as user, user.mmap_read_lock() as guard:
+        vma = guard.vma_lookup(addr)
+        mixed = None if vma is None else vma.as_mixedmap_vma()
+        if mixed is None:
+            raise KernelError(errno.ESRCH, f"no VM_MIXEDMAP VMA at {addr:#x}")
+        mixed.vm_insert_page(addr, state.pages[index])
 
 
 def insert_unchecked_write(file: File[Buf], index: int) -> None:
@@ -341,30 +331,22 @@ def insert_unchecked_write(file: File[Buf], index: int) -> None:
     type-checks: only ownership is missing."""
     state = state_of(file)
     addr = state.base + index * P
-    user = user_of(file)
-    try:
-        with user.mmap_write_lock() as guard:
-            vma = guard.vma_lookup(addr)
-            if vma is None:
-                raise KernelError(errno.ESRCH, f"no VMA at {addr:#x}")
-            vma.set_mixedmap().vm_insert_page(addr, state.pages[index])
-    finally:
-        user.mmput()
+    with user_of(file) as user, user.mmap_write_lock() as guard:
+        vma = guard.vma_lookup(addr)
+        if vma is None:
+            raise KernelError(errno.ESRCH, f"no VMA at {addr:#x}")
+        vma.set_mixedmap().vm_insert_page(addr, state.pages[index])
 
 
 def zap_unchecked(file: File[Buf], index: int) -> None:
     """Broken: zap at the cached address in whatever VMA is there."""
     state = state_of(file)
     addr = state.base + index * P
-    user = user_of(file)
-    try:
-        with user.mmap_read_lock() as guard:
-            vma = guard.vma_lookup(addr)
-            if vma is None:
-                raise KernelError(errno.ESRCH, f"no VMA at {addr:#x}")
-            vma.zap_page_range_single(addr, P)
-    finally:
-        user.mmput()
+    with user_of(file) as user, user.mmap_read_lock() as guard:
+        vma = guard.vma_lookup(addr)
+        if vma is None:
+            raise KernelError(errno.ESRCH, f"no VMA at {addr:#x}")
+        vma.zap_page_range_single(addr, P)
 
 
 # ------------------------------------------------------------------------------ the rig

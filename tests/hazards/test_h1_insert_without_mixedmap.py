@@ -17,6 +17,7 @@ import pytest
 from safemm import KernelBug
 from safemm.fs import File
 from safemm.model import mmap_lock as raw_lock
+from safemm.testing import SplatKind, expect_splat
 from safemm.virt import VmAreaMixedMapRef
 
 from .support import (
@@ -47,25 +48,20 @@ def _writer_arrives(file: File[Buf], queued: bool) -> None:
 def _insert_under_read_lock(file: File[Buf], writer: bool = False) -> None:
     """The broken driver: mmap read lock, vma_lookup, insert around the types."""
     state = state_of(file)
-    user = user_of(file)
-    try:
-        with user.mmap_read_lock() as guard:
-            vma = guard.vma_lookup(state.base)
-            assert vma is not None
-            _writer_arrives(file, writer)
-            try:
-                VmAreaMixedMapRef.vm_insert_page(vma, state.base, state.pages[0])  # type: ignore[arg-type]
-            finally:
-                _writer_arrives(file, False)
-    finally:
-        user.mmput()
+    with user_of(file) as user, user.mmap_read_lock() as guard:
+        vma = guard.vma_lookup(state.base)
+        assert vma is not None
+        _writer_arrives(file, writer)
+        try:
+            VmAreaMixedMapRef.vm_insert_page(vma, state.base, state.pages[0])  # type: ignore[arg-type]
+        finally:
+            _writer_arrives(file, False)
 
 
 def _insert_under_vma_lock(file: File[Buf], writer: bool = False) -> None:
     """The broken driver, on the per-VMA lock fast path."""
     state = state_of(file)
-    user = user_of(file)
-    try:
+    with user_of(file) as user:
         guard = user.lock_vma_under_rcu(state.base)
         assert guard is not None
         with guard:
@@ -74,8 +70,6 @@ def _insert_under_vma_lock(file: File[Buf], writer: bool = False) -> None:
                 VmAreaMixedMapRef.vm_insert_page(guard.vma, state.base, state.pages[0])  # type: ignore[arg-type]
             finally:
                 _writer_arrives(file, False)
-    finally:
-        user.mmput()
 
 
 @doc_splat("h1-strict")
@@ -95,10 +89,9 @@ def test_h1_strict_read_lock_is_a_bug_every_time(queued_writer: bool) -> None:
     """H1 (vm_insert_page): under only the mmap read lock, strict mode reports
     insert-needs-mixedmap deterministically, whether or not a writer is queued."""
     rig = _rig()
-    with pytest.raises(KernelBug) as exc:
+    with expect_splat("insert-needs-mixedmap", SplatKind.BUG) as exc:
         rig.run(lambda f: _insert_under_read_lock(f, writer=queued_writer))
-    assert exc.value.contract == "insert-needs-mixedmap"
-    assert "while holding the mmap read lock" in str(exc.value)
+    assert "while holding the mmap read lock" in str(exc.error)
     assert rig.pte_pfn(BASE) is None
     rig.finish()
 
@@ -107,10 +100,9 @@ def test_h1_strict_vma_lock_is_a_bug() -> None:
     """H1 (vm_insert_page): under only a per-VMA read lock (lock_vma_under_rcu), strict mode
     reports insert-needs-mixedmap."""
     rig = _rig()
-    with pytest.raises(KernelBug) as exc:
+    with expect_splat("insert-needs-mixedmap", SplatKind.BUG) as exc:
         rig.run(_insert_under_vma_lock)
-    assert exc.value.contract == "insert-needs-mixedmap"
-    assert "while holding a VMA read lock" in str(exc.value)
+    assert "while holding a VMA read lock" in str(exc.error)
     rig.finish()
 
 
@@ -118,9 +110,8 @@ def test_h1_kernel_bug_on_fires_when_the_trylock_succeeds() -> None:
     """H1, strict off (exactly Linux): BUG_ON(mmap_read_trylock()) fires when no writer is
     queued; the successful trylock is leaked, as in the kernel."""
     rig = _rig(strict=False)
-    with pytest.raises(KernelBug) as exc:
+    with expect_splat("insert-needs-mixedmap", SplatKind.BUG):
         rig.run(_insert_under_read_lock)
-    assert exc.value.contract == "insert-needs-mixedmap"
     mm = rig.proc.mm
     assert rig.proc.task in mm.mmap_lock.readers  # the BUG_ON's read lock, never released
     with rig.kernel.enter(rig.proc.task, "test cleanup"):
@@ -144,9 +135,8 @@ def test_h1_kernel_vma_lock_and_queued_writer_deadlocks() -> None:
     """H1, strict off, per-VMA lock and a queued writer: vm_flags_set's vma_start_write waits
     for the VMA read lock the caller holds — reported as a deadlock, not hung."""
     rig = _rig(strict=False, panic_on_warn=False)
-    with pytest.raises(KernelBug) as exc:
+    with expect_splat("deadlock", SplatKind.DEADLOCK):
         rig.run(lambda f: _insert_under_vma_lock(f, writer=True))
-    assert exc.value.contract == "deadlock"
     assert [s.contract for s in rig.kernel.splats] == ["mmap-write-lock-held", "deadlock"]
     rig.finish()
 
@@ -159,16 +149,12 @@ def test_h1_safe_layer_refuses_and_the_correct_driver_passes() -> None:
 
     def refused(file: File[Buf]) -> object:
         state = state_of(file)
-        user = user_of(file)
-        try:
-            with user.mmap_read_lock() as guard:
-                vma = guard.vma_lookup(state.base)
-                assert vma is not None
-                with pytest.raises(AttributeError, match="as_mixedmap_vma"):
-                    vma.vm_insert_page(state.base, state.pages[0])  # type: ignore[attr-defined]
-                assert vma.as_mixedmap_vma() is None
-        finally:
-            user.mmput()
+        with user_of(file) as user, user.mmap_read_lock() as guard:
+            vma = guard.vma_lookup(state.base)
+            assert vma is not None
+            with pytest.raises(AttributeError, match="as_mixedmap_vma"):
+                vma.vm_insert_page(state.base, state.pages[0])  # type: ignore[attr-defined]
+            assert vma.as_mixedmap_vma() is None
         return None
 
     rig.run(refused)
@@ -193,16 +179,13 @@ def test_h1_legal_insert_with_mixedmap_is_silent_in_both_modes() -> None:
 
         def insert(file: File[Buf]) -> object:
             state = state_of(file)
-            user = user_of(file)
-            try:
+            with user_of(file) as user:
                 guard = user.lock_vma_under_rcu(state.base)
                 assert guard is not None
                 with guard:
                     mixed = guard.vma.as_mixedmap_vma()
                     assert mixed is not None
                     mixed.vm_insert_page(state.base + 4096, state.pages[1])
-            finally:
-                user.mmput()
             return None
 
         rig.run(insert)

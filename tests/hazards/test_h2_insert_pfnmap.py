@@ -20,6 +20,7 @@ from safemm.model import memory as raw_mem
 from safemm.model import mmap_lock as raw_lock
 from safemm.model.fs import File as RawFile
 from safemm.model.page_alloc import GFP_KERNEL
+from safemm.testing import SplatKind, expect_splat
 from safemm.virt import VmAreaMixedMapRef
 
 from .support import (
@@ -81,10 +82,9 @@ def test_h2_refcounted_page_into_pfnmap_is_a_bug(strict: bool) -> None:
     VM_PFNMAP VMA under the write lock is a BUG in both modes; nothing is mapped."""
     rig, _ = _pfn_rig(strict)
     fd = rig.proc.open("/dev/pfn")
-    with pytest.raises(KernelBug) as exc:
+    with expect_splat("insert-pfnmap", SplatKind.BUG) as exc:
         rig.proc.ioctl(fd, 0)
-    assert exc.value.contract == "insert-pfnmap"
-    assert "BUG_ON(vma->vm_flags & VM_PFNMAP)" in str(exc.value)
+    assert "BUG_ON(vma->vm_flags & VM_PFNMAP)" in str(exc.error)
     pte = rig.proc.mm.pgtables.lookup(ELSEWHERE // P)
     assert pte is not None
     assert pte.special  # still the device pfn remap_pfn_range put there
@@ -99,8 +99,7 @@ def test_h2_safe_layer_refuses() -> None:
 
     def action(file: File[Buf]) -> object:
         state = state_of(file)
-        user = user_of(file)
-        try:
+        with user_of(file) as user:
             with user.mmap_read_lock() as guard:
                 vma = guard.vma_lookup(ELSEWHERE)
                 assert vma is not None
@@ -111,11 +110,8 @@ def test_h2_safe_layer_refuses() -> None:
                 with pytest.raises(KernelError) as err:
                     mut.set_mixedmap()
                 assert err.value.errno == errno.EINVAL
-                with pytest.raises(KernelBug) as bug:
+                with expect_splat("insert-pfnmap", SplatKind.BUG):
                     VmAreaMixedMapRef.vm_insert_page(mut, ELSEWHERE, state.pages[0])  # type: ignore[arg-type]
-                assert bug.value.contract == "insert-pfnmap"
-        finally:
-            user.mmput()
         return None
 
     rig.run(action)

@@ -32,11 +32,11 @@ from safemm import (
     PROT_WRITE,
     KernelBug,
     KernelError,
-    KernelWarning,
 )
 from safemm.demo.drivers import EagerInsertDriver
 from safemm.demo.drivers.abi import DEVICE_PATH, SAFEBINDER_GET_ID, SAFEBINDER_SEND
 from safemm.fs import File
+from safemm.testing import SplatKind, expect_splat
 from safemm.virt import VmAreaMixedMapRef
 
 from .support import (
@@ -105,14 +105,10 @@ def _insert_around_types(file: File[Buf]) -> object:
     """The write-lock flow with the insert forced onto a VmAreaMut (an unbound call): what
     it takes to reach a VM_PFNMAP victim, which set_mixedmap() refuses."""
     state = state_of(file)
-    user = user_of(file)
-    try:
-        with user.mmap_write_lock() as guard:
-            vma = guard.vma_lookup(state.base)
-            assert vma is not None
-            VmAreaMixedMapRef.vm_insert_page(vma, state.base, state.pages[0])  # type: ignore[arg-type]
-    finally:
-        user.mmput()
+    with user_of(file) as user, user.mmap_write_lock() as guard:
+        vma = guard.vma_lookup(state.base)
+        assert vma is not None
+        VmAreaMixedMapRef.vm_insert_page(vma, state.base, state.pages[0])  # type: ignore[arg-type]
     return None
 
 
@@ -127,14 +123,12 @@ def test_h3_strict_reports_every_foreign_insert(mechanism: str, victim: str) -> 
         with pytest.raises(KernelError) as err:
             rig.run(_broken_insert(victim))
         assert err.value.errno == errno.EINVAL
-        with pytest.raises(KernelBug) as bug:
+        with expect_splat("insert-pfnmap", SplatKind.BUG):
             rig.run(_insert_around_types)
-        assert bug.value.contract == "insert-pfnmap"
     else:
-        with pytest.raises(KernelWarning) as exc:
+        with expect_splat("foreign-vma", SplatKind.STRICT) as exc:
             rig.run(_broken_insert(victim))
-        assert exc.value.contract == "foreign-vma"
-        assert "a different VMA now sits at that address" in str(exc.value)
+        assert "a different VMA now sits at that address" in str(exc.error)
     assert rig.pte_pfn(BASE) != state_page_pfn(rig, 0)
     rig.finish()
 
@@ -205,9 +199,8 @@ def test_h3b_pfnmap_victim_is_the_kernels_bug(strict: bool) -> None:
     VM_PFNMAP VMA is caught by the kernel itself, in both modes."""
     rig = Rig(strict=strict)
     replace_mapping(rig, "munmap+mmap", "pfnmap")
-    with pytest.raises(KernelBug) as bug:
+    with expect_splat("insert-pfnmap", SplatKind.BUG):
         rig.run(_insert_around_types)
-    assert bug.value.contract == "insert-pfnmap"
     rig.finish()
 
 
@@ -245,10 +238,9 @@ def test_h3c_over_a_huge_pmd_the_kernel_bugs() -> None:
     """H3c, strict off: walk_to_pmd's VM_BUG_ON(pmd_trans_huge) (DEBUG_VM) fires when the
     hugetlb range is populated."""
     rig = _hugetlb_rig(strict=False, touch=True)
-    with pytest.raises(KernelBug) as bug:
+    with expect_splat("insert-hugetlb", SplatKind.BUG) as bug:
         rig.run(lambda f: insert_unchecked_write(f, 0))
-    assert bug.value.contract == "insert-hugetlb"
-    assert "pmd_trans_huge" in str(bug.value)
+    assert "pmd_trans_huge" in str(bug.error)
     rig.finish()
 
 

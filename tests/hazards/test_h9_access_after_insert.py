@@ -27,7 +27,6 @@ from safemm import (
     PROT_WRITE,
     Kernel,
     KernelError,
-    KernelWarning,
     Process,
 )
 from safemm.fs import File
@@ -38,6 +37,7 @@ from safemm.model.fs import FileOperationsStruct
 from safemm.model.mm_types import Vma, VmFault, VmOperationsStruct
 from safemm.model.page_alloc import GFP_KERNEL
 from safemm.model.vm_flags import VM_MIXEDMAP
+from safemm.testing import SplatKind, expect_splat
 
 from .support import BASE, NPAGES, Buf, HazardDriver, P, Rig, contracts, doc_splat, splat
 
@@ -59,10 +59,9 @@ def test_h9_mprotect_write_after_insert(strict: bool) -> None:
     change; in Linux the user's write lands in the driver's page."""
     rig = Rig(strict=strict, driver=HazardDriver(clear_maywrite=False))
     if strict:
-        with pytest.raises(KernelWarning) as exc:
+        with expect_splat("access-after-insert", SplatKind.STRICT) as exc:
             rig.proc.mprotect(BASE, NPAGES * P, RW)
-        assert exc.value.contract == "access-after-insert"
-        assert "VM_WRITE" in str(exc.value)
+        assert "VM_WRITE" in str(exc.error)
         assert not rig.vma_at(BASE).vm_flags & PROT_WRITE  # VM_WRITE == PROT_WRITE == 2
     else:
         rig.proc.mprotect(BASE, NPAGES * P, RW)
@@ -84,10 +83,9 @@ def test_h9_mprotect_exec_after_insert(strict: bool) -> None:
     reports access-after-insert; Linux allows it."""
     rig = Rig(strict=strict)
     if strict:
-        with pytest.raises(KernelWarning) as exc:
+        with expect_splat("access-after-insert", SplatKind.STRICT) as exc:
             rig.proc.mprotect(BASE, NPAGES * P, PROT_READ | PROT_EXEC)
-        assert exc.value.contract == "access-after-insert"
-        assert "VM_EXEC" in str(exc.value)
+        assert "VM_EXEC" in str(exc.error)
     else:
         rig.proc.mprotect(BASE, NPAGES * P, PROT_READ | PROT_EXEC)
         assert rig.kernel.dmesg == []

@@ -21,11 +21,11 @@ from collections.abc import Callable
 
 import pytest
 
-from safemm import KernelWarning
 from safemm.fs import File
 from safemm.rcu import RcuPointer, RcuRef, rcu_read_lock
 from safemm.sync import SpinLock
 from safemm.task import msleep
+from safemm.testing import SplatKind, expect_splat
 
 from .support import Buf, Rig, contracts, doc_splat
 
@@ -113,9 +113,8 @@ def test_sched_atomic_panic_on_warn_raises_at_the_first_report() -> None:
     period ends, the object is not freed."""
     rig = Rig()
     reader = Reader()
-    with pytest.raises(KernelWarning) as exc:
+    with expect_splat("might-sleep", SplatKind.MIGHT_SLEEP):
         rig.run(_reader(reader, rig, sleep_inside=True))
-    assert exc.value.contract == "might-sleep"
     assert contracts(rig.kernel) == ["might-sleep"]
     assert reader.seen == []
 
@@ -143,8 +142,7 @@ def test_sched_explicit_rcu_read_lock_sleep() -> None:
                 msleep(1)
             return None
 
-        with pytest.raises(KernelWarning) as exc:
+        with expect_splat("might-sleep", SplatKind.MIGHT_SLEEP) as exc:
             rig.run(action)
-        assert exc.value.contract == "might-sleep"
-        assert "RCU nest depth: 1" in str(exc.value)
+        assert "RCU nest depth: 1" in str(exc.error)
         rig.finish()

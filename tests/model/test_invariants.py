@@ -1,4 +1,4 @@
-"""``Kernel.check_invariants()``: each invariant of linux-mm-semantics.md §6 (as checked by
+"""``Kernel.check_invariants()``: each invariant of docs/invariants.md (as checked by
 mm/vma.c ``validate_mm``, lib/maple_tree.c ``mt_validate``, mm/debug.c page checks and
 lockdep's exit checks) is named when broken.
 

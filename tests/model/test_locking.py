@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from safemm.model import Deadlock, Kernel, KernelBug, KernelWarning, Process
+from safemm.model import Kernel, Process
 from safemm.model.locking import Mutex, RwSemaphore, SpinLock
 from safemm.model.mman import PROT_READ
 from safemm.model.mmap_lock import (
@@ -26,6 +26,7 @@ from safemm.model.mmap_lock import (
 from safemm.model.page_alloc import GFP_KERNEL
 from safemm.model.sched import schedule
 from safemm.model.shrinker import ShrinkControl, Shrinker
+from safemm.testing import SplatKind, expect_splat
 
 from .strategies import ANON, RW, P, in_task, locked, vma_at
 
@@ -83,12 +84,11 @@ def test_recursive_read_with_queued_writer_deadlocks(p: Process) -> None:
         mmap_read_lock(mm)
         mm.mmap_lock.queued_writers = 1
         try:
-            with pytest.raises(Deadlock) as ei:
+            with expect_splat("deadlock", SplatKind.DEADLOCK):
                 mmap_read_lock(mm)
         finally:
             mm.mmap_lock.queued_writers = 0
             mmap_read_unlock(mm)
-    assert ei.value.contract == "deadlock"
     assert any("blocked forever" in d for d in k.dmesg)
     assert any("possible recursive locking detected" in d for d in k.dmesg)
 
@@ -100,7 +100,7 @@ def test_write_lock_while_holding_read_deadlocks(p: Process) -> None:
     with in_task(q):
         mmap_read_lock(q.mm)
         try:
-            with pytest.raises(Deadlock):
+            with expect_splat("deadlock", SplatKind.DEADLOCK):
                 mmap_write_lock(q.mm)
         finally:
             mmap_read_unlock(q.mm)
@@ -162,7 +162,7 @@ def test_vma_start_write_waits_for_its_own_vma_reader(k: Kernel, p: Process) -> 
         assert v is not None
         mmap_write_lock(p.mm)
         try:
-            with pytest.raises(Deadlock):
+            with expect_splat("deadlock", SplatKind.DEADLOCK):
                 vma_start_write(v)
         finally:
             mmap_write_unlock(p.mm)
@@ -172,9 +172,8 @@ def test_vma_start_write_waits_for_its_own_vma_reader(k: Kernel, p: Process) -> 
 def test_vma_start_write_without_write_lock_warns(k: Kernel, p: Process) -> None:
     """``vma_start_write`` → ``mmap_assert_write_locked``."""
     a = p.mmap(None, P, RW, ANON)
-    with pytest.raises(KernelWarning) as ei, locked(p, write=False):
+    with expect_splat("mmap-write-lock-held", SplatKind.WARNING), locked(p, write=False):
         vma_start_write(vma_at(p, a))
-    assert ei.value.contract == "mmap-write-lock-held"
 
 
 # -- lockdep --------------------------------------------------------------------------------------
@@ -210,10 +209,9 @@ def test_circular_dependency_raises_under_panic_on_warn(k: Kernel, p: Process) -
         b.unlock(k)
         a.unlock(k)
         b.lock(k)
-        with pytest.raises(KernelWarning) as ei:
+        with expect_splat("lock-order", SplatKind.LOCKDEP):
             a.lock(k)
         b.unlock(k)
-    assert ei.value.contract == "lock-order"
     assert a.owner is None
 
 
@@ -257,11 +255,10 @@ def test_lock_held_on_return_to_user(p: Process) -> None:
 def test_unlock_balance(k: Kernel, p: Process) -> None:
     """Releasing a lock one does not hold is a lockdep report."""
     m = Mutex("m")
-    with pytest.raises(KernelWarning) as ei, in_task(p):
+    with expect_splat("unlock-balance", SplatKind.LOCKDEP), in_task(p):
         m.unlock(k)
-    assert ei.value.contract == "unlock-balance"
     rw = RwSemaphore("sem")
-    with pytest.raises(KernelWarning), in_task(p):
+    with expect_splat("unlock-balance", SplatKind.LOCKDEP), in_task(p):
         rw.up_read(k, "test")
 
 
@@ -274,7 +271,7 @@ def test_mutex_self_deadlock(k: Kernel, p: Process) -> None:
     with in_task(q):
         m.lock(k2)
         try:
-            with pytest.raises(Deadlock):
+            with expect_splat("deadlock", SplatKind.DEADLOCK):
                 m.lock(k2)
         finally:
             m.unlock(k2)
@@ -291,11 +288,10 @@ def test_might_sleep_under_a_spinlock(k: Kernel, p: Process) -> None:
     with in_task(p):
         s.lock(k)
         try:
-            with pytest.raises(KernelWarning) as ei:
+            with expect_splat("might-sleep", SplatKind.MIGHT_SLEEP):
                 m.lock(k)
         finally:
             s.unlock(k)
-    assert ei.value.contract == "might-sleep"
     assert "BUG: sleeping function called from invalid context" in k.dmesg[-1]
     assert "preempt_count: 1" in k.dmesg[-1]
 
@@ -305,11 +301,10 @@ def test_might_sleep_under_rcu(k: Kernel, p: Process) -> None:
     with in_task(p):
         k.rcu.read_lock()
         try:
-            with pytest.raises(KernelWarning) as ei:
+            with expect_splat("might-sleep", SplatKind.MIGHT_SLEEP):
                 mmap_read_lock(p.mm)
         finally:
             k.rcu.read_unlock()
-    assert ei.value.contract == "might-sleep"
     assert "RCU nest depth: 1" in k.dmesg[-1]
 
 
@@ -319,7 +314,7 @@ def test_gfp_kernel_allocation_under_spinlock(k: Kernel, p: Process) -> None:
     with in_task(p):
         s.lock(k)
         try:
-            with pytest.raises(KernelWarning):
+            with expect_splat("might-sleep", SplatKind.MIGHT_SLEEP):
                 k.pages.alloc_page(int(GFP_KERNEL))
         finally:
             s.unlock(k)
@@ -345,9 +340,9 @@ def test_kernel_bug_is_always_raised() -> None:
 
     for pow_ in (True, False):
         k = Kernel(panic_on_warn=pow_)
-        with pytest.raises(KernelBug) as ei:
+        with expect_splat("page-refcount", SplatKind.BUG) as caught:
             k.report(SplatKind.BUG, "page-refcount", "test", "test.c:1")
-        assert "kernel BUG at test.c:1!" in str(ei.value)
+        assert "kernel BUG at test.c:1!" in str(caught.error)
 
 
 def test_scheduling_while_atomic(p: Process) -> None:

@@ -8,7 +8,7 @@ from typing_extensions import override
 
 from safemm import MAP_SHARED, PAGE_SIZE, PROT_READ, Kernel, Process
 from safemm.fs import File, FileOperations, VmFault, VmFaultReason, VmOperations
-from safemm.mm import Mm, MmWithUser
+from safemm.mm import OwnedMm, OwnedMmWithUser
 from safemm.page import Page, PageLock
 from safemm.task import current
 from safemm.virt import VmAreaNew, VmAreaOwnedRef
@@ -18,7 +18,7 @@ class Mapping:
     """Per-open state of the test driver: the opener's mm and the pages it mapped."""
 
     def __init__(self) -> None:
-        self.mm: Mm | None = None
+        self.mm: OwnedMm | None = None
         self.pages: list[Page] = []
         self.opens = 0
         self.closes = 0
@@ -114,8 +114,9 @@ class Setup:
             self.driver.action = None
 
 
-def user_of(file: File[Mapping]) -> MmWithUser:
-    """A new mm_users reference on the mm that opened ``file`` (release with mmput())."""
+def user_of(file: File[Mapping]) -> OwnedMmWithUser:
+    """A new mm_users reference on the mm that opened ``file``; ``with user_of(file) as
+    user:`` releases it."""
     state = file.private_data
     assert state is not None
     assert state.mm is not None

@@ -9,13 +9,24 @@ from collections.abc import Callable
 import pytest
 from typing_extensions import override
 
-from safemm import PAGE_SIZE, KernelBug, KernelWarning, StaleReferenceError
+from safemm import PAGE_SIZE, StaleReferenceError
 from safemm.fs import File
-from safemm.mm import Mm, MmapReadGuard, MmapWriteGuard, MmWithUser
+from safemm.mm import (
+    Mm,
+    MmapReadGuard,
+    MmapWriteGuard,
+    MmWithUser,
+    MmWithUserAsync,
+    OwnedMm,
+    OwnedMmWithUser,
+)
+from safemm.model import fork as raw_fork
 from safemm.model import mmap_lock as raw_lock
 from safemm.model import vma as raw_vma
 from safemm.model.vm_flags import VM_HUGETLB, VM_PFNMAP, VM_WRITE
 from safemm.page import Page
+from safemm.task import current
+from safemm.testing import SplatKind, expect_splat
 from safemm.virt import (
     VmAreaMixedMapRef,
     VmAreaMut,
@@ -27,12 +38,6 @@ from safemm.virt import (
 from .safe_support import Mapping, Setup, user_of
 
 
-def _contract(exc: pytest.ExceptionInfo[KernelBug] | pytest.ExceptionInfo[KernelWarning]) -> str:
-    contract = exc.value.contract
-    assert contract is not None
-    return contract
-
-
 def test_r1_insert_without_mixedmap_under_read_lock(setup: Setup) -> None:
     """r1 twin: vm_insert_page on a VMA without VM_MIXEDMAP under the read lock (the unbound
     method around the types, or the raw model) is a BUG every time (strict mode)."""
@@ -42,18 +47,15 @@ def test_r1_insert_without_mixedmap_under_read_lock(setup: Setup) -> None:
     anon = proc.mmap(None, PAGE_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS)
 
     def action(file: File[Mapping]) -> object:
-        user = user_of(file)
         page = Page.alloc_page()
         try:
-            with user.mmap_read_lock() as guard:
+            with user_of(file) as user, user.mmap_read_lock() as guard:
                 vma = guard.vma_lookup(anon)
                 assert vma is not None
-                with pytest.raises(KernelBug) as exc:
+                with expect_splat("insert-needs-mixedmap", SplatKind.BUG):
                     VmAreaMixedMapRef.vm_insert_page(vma, anon, page)  # type: ignore[arg-type]
-                assert _contract(exc) == "insert-needs-mixedmap"
         finally:
             page.free()
-            user.mmput()
         return 0
 
     setup.run(action)
@@ -71,20 +73,17 @@ def test_r1_nonstrict_kernel_bug_on_trylock(lenient: Setup) -> None:
     page_holder: list[Page] = []
 
     def action(file: File[Mapping]) -> object:
-        user = user_of(file)
         page = Page.alloc_page()
         page_holder.append(page)
-        try:
+        with user_of(file) as user:
             guard = user.mmap_read_lock()
             vma = guard.vma_lookup(anon)
             assert vma is not None
-            with pytest.raises(KernelBug):
+            with expect_splat("insert-needs-mixedmap", SplatKind.BUG):
                 VmAreaMixedMapRef.vm_insert_page(vma, anon, page)  # type: ignore[arg-type]
             # The BUG_ON's trylock succeeded and is never released, as in the kernel; drop both.
             raw_lock.mmap_read_unlock(proc.mm)
             guard.unlock()
-        finally:
-            user.mmput()
         return 0
 
     lenient.run(action)
@@ -98,17 +97,13 @@ def test_r2_unchecked_mixedmap_is_none(setup: Setup) -> None:
     anon = setup.proc.mmap(None, PAGE_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS)
 
     def action(file: File[Mapping]) -> object:
-        user = user_of(file)
-        try:
-            with user.mmap_read_lock() as guard:
-                vma = guard.vma_lookup(anon)
-                assert vma is not None
-                assert vma.as_mixedmap_vma() is None
-                mine = guard.vma_lookup(setup.addr)
-                assert mine is not None
-                assert mine.as_mixedmap_vma() is not None
-        finally:
-            user.mmput()
+        with user_of(file) as user, user.mmap_read_lock() as guard:
+            vma = guard.vma_lookup(anon)
+            assert vma is not None
+            assert vma.as_mixedmap_vma() is None
+            mine = guard.vma_lookup(setup.addr)
+            assert mine is not None
+            assert mine.as_mixedmap_vma() is not None
         return 0
 
     setup.run(action)
@@ -119,16 +114,11 @@ def test_r3_flag_setter_under_read_lock(setup: Setup) -> None:
     vma_start_write asserts the write lock (WARN mmap-write-lock-held)."""
 
     def action(file: File[Mapping]) -> object:
-        user = user_of(file)
-        try:
-            with user.mmap_read_lock() as guard:
-                vma = guard.vma_lookup(setup.addr)
-                assert vma is not None
-                with pytest.raises(KernelWarning) as exc:
-                    VmAreaMut.set_dontcopy(vma)  # type: ignore[arg-type]
-                assert _contract(exc) == "mmap-write-lock-held"
-        finally:
-            user.mmput()
+        with user_of(file) as user, user.mmap_read_lock() as guard:
+            vma = guard.vma_lookup(setup.addr)
+            assert vma is not None
+            with expect_splat("mmap-write-lock-held", SplatKind.WARNING):
+                VmAreaMut.set_dontcopy(vma)  # type: ignore[arg-type]
         return 0
 
     setup.run(action)
@@ -138,16 +128,11 @@ def test_r3_setup_only_setter_on_live_vma(setup: Setup) -> None:
     """r3 twin: set_io (setup only) forced onto a live VmAreaMut: strict live-flags report."""
 
     def action(file: File[Mapping]) -> object:
-        user = user_of(file)
-        try:
-            with user.mmap_write_lock() as guard:
-                vma = guard.vma_lookup(setup.addr)
-                assert vma is not None
-                with pytest.raises(KernelWarning) as exc:
-                    VmAreaNew.set_io(vma)  # type: ignore[arg-type]
-                assert _contract(exc) == "live-flags"
-        finally:
-            user.mmput()
+        with user_of(file) as user, user.mmap_write_lock() as guard:
+            vma = guard.vma_lookup(setup.addr)
+            assert vma is not None
+            with expect_splat("live-flags", SplatKind.STRICT):
+                VmAreaNew.set_io(vma)  # type: ignore[arg-type]
         return 0
 
     setup.run(action)
@@ -159,27 +144,31 @@ def test_r4_forbidden_flag_changes_raw(setup: Setup) -> None:
     seen: list[str] = []
 
     def action(file: File[Mapping]) -> object:
-        user = user_of(file)
-        try:
-            with user.mmap_write_lock():
-                vma = setup.proc.mm.mm_mt.load(setup.addr)
-                assert vma is not None
-                changes: list[Callable[[], None]] = [
-                    lambda: raw_vma.vm_flags_set(vma, VM_WRITE),
-                    lambda: raw_vma.vm_flags_set(vma, VM_HUGETLB),
+        with user_of(file) as user, user.mmap_write_lock():
+            vma = setup.proc.mm.mm_mt.load(setup.addr)
+            assert vma is not None
+            changes: list[tuple[Callable[[], None], str, SplatKind]] = [
+                (lambda: raw_vma.vm_flags_set(vma, VM_WRITE), "live-flags", SplatKind.STRICT),
+                (lambda: raw_vma.vm_flags_set(vma, VM_HUGETLB), "live-flags", SplatKind.STRICT),
+                (
                     lambda: raw_vma.vm_flags_set(vma, VM_PFNMAP),
+                    "mixedmap-pfnmap-exclusive",
+                    SplatKind.WARNING,
+                ),
+                (
                     lambda: raw_vma.vm_flags_clear(vma, 0x10000000),
-                ]
-                for change in changes:
-                    with pytest.raises(KernelWarning) as exc:
-                        change()
-                    seen.append(_contract(exc))
-        finally:
-            user.mmput()
+                    "flags-sticky",
+                    SplatKind.STRICT,
+                ),
+            ]
+            for change, contract, kind in changes:
+                with expect_splat(contract, kind):
+                    change()
+                seen.append(contract)
         return 0
 
     setup.run(action)
-    assert seen == ["live-flags", "live-flags", "mixedmap-pfnmap-exclusive", "flags-sticky"]
+    assert len(seen) == 4
 
 
 def test_r5_vma_lookup_without_lock_raw(setup: Setup) -> None:
@@ -187,9 +176,8 @@ def test_r5_vma_lookup_without_lock_raw(setup: Setup) -> None:
     helper in safemm.mm refuses at run time too."""
     from safemm import mm as mmmod
 
-    with pytest.raises(KernelWarning) as exc:
+    with expect_splat("mmap-lock-held", SplatKind.WARNING):
         raw_lock.vma_lookup(setup.proc.mm, setup.addr)
-    assert _contract(exc) == "mmap-lock-held"
     with pytest.raises(TypeError, match="guard"):
         mmmod.vma_lookup(object(), setup.addr)  # type: ignore[arg-type, deprecated]
 
@@ -219,9 +207,8 @@ def test_r6_lock_on_bare_mm(setup: Setup) -> None:
     assert mm.mm_users == 0
 
     def raw_lock_dead(file: File[Mapping]) -> object:
-        with pytest.raises(KernelWarning) as exc:
+        with expect_splat("mm-users", SplatKind.STRICT):
             raw_lock.mmap_read_lock(mm)
-        assert _contract(exc) == "mm-users"
         return 0
 
     setup.driver.action = raw_lock_dead
@@ -233,15 +220,11 @@ def test_r7_read_guard_as_write_guard(setup: Setup) -> None:
     """r7 twin: downgrade forced onto a read guard: unlock-balance report."""
 
     def action(file: File[Mapping]) -> object:
-        user = user_of(file)
-        try:
+        with user_of(file) as user:
             guard = user.mmap_read_lock()
-            with pytest.raises(KernelWarning) as exc:
+            with expect_splat("unlock-balance", SplatKind.LOCKDEP):
                 MmapWriteGuard.downgrade(guard)  # type: ignore[arg-type]
-            assert _contract(exc) == "unlock-balance"
             guard.unlock()
-        finally:
-            user.mmput()
         return 0
 
     setup.run(action)
@@ -256,11 +239,22 @@ def test_r8_no_public_constructors() -> None:
         MmapReadGuard(object(), object(), object())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="no public constructor"):
         Page(object(), object(), object())  # type: ignore[arg-type]
+    for mm_cls in (Mm, MmWithUser, OwnedMm, OwnedMmWithUser, MmWithUserAsync):
+        with pytest.raises(TypeError, match="no public constructor"):
+            mm_cls(object(), object(), None)  # type: ignore[arg-type]
 
 
 def test_r8_leaf_states_cannot_be_subclassed() -> None:
     """r8 twin: subclassing a final state fails at run time too."""
-    for cls in (VmAreaMixedMapRef, VmAreaNew, VmAreaOwnedRef, MmapWriteGuard):
+    for cls in (
+        VmAreaMixedMapRef,
+        VmAreaNew,
+        VmAreaOwnedRef,
+        MmapWriteGuard,
+        OwnedMm,
+        OwnedMmWithUser,
+        MmWithUserAsync,
+    ):
         with pytest.raises(TypeError, match="final state"):
             type("Forged", (cls,), {})
 
@@ -269,23 +263,19 @@ def test_r9_bad_arguments(setup: Setup) -> None:
     """r9 twin: a non-Page or a non-int address is a TypeError at run time."""
 
     def action(file: File[Mapping]) -> object:
-        user = user_of(file)
-        try:
-            with user.mmap_read_lock() as guard:
-                vma = guard.vma_lookup(setup.addr)
-                assert vma is not None
-                mixed = vma.as_mixedmap_vma()
-                assert mixed is not None
-                page = Page.alloc_page()
-                try:
-                    with pytest.raises(TypeError, match="Page"):
-                        mixed.vm_insert_page(vma.start, b"data")  # type: ignore[arg-type]
-                    with pytest.raises(TypeError, match="address"):
-                        mixed.vm_insert_page("0x1000", page)  # type: ignore[arg-type]
-                finally:
-                    page.free()
-        finally:
-            user.mmput()
+        with user_of(file) as user, user.mmap_read_lock() as guard:
+            vma = guard.vma_lookup(setup.addr)
+            assert vma is not None
+            mixed = vma.as_mixedmap_vma()
+            assert mixed is not None
+            page = Page.alloc_page()
+            try:
+                with pytest.raises(TypeError, match="Page"):
+                    mixed.vm_insert_page(vma.start, b"data")  # type: ignore[arg-type]
+                with pytest.raises(TypeError, match="address"):
+                    mixed.vm_insert_page("0x1000", page)  # type: ignore[arg-type]
+            finally:
+                page.free()
         return 0
 
     setup.run(action)
@@ -295,22 +285,99 @@ def test_missing_method_messages_name_the_fix(setup: Setup) -> None:
     """An illegal call around the types tells the user the legal spelling."""
 
     def action(file: File[Mapping]) -> object:
-        user = user_of(file)
-        try:
-            with user.mmap_read_lock() as guard:
-                vma = guard.vma_lookup(setup.addr)
-                assert vma is not None
-                with pytest.raises(AttributeError, match="as_mixedmap_vma"):
-                    vma.vm_insert_page(vma.start, None)  # type: ignore[attr-defined]
-                with pytest.raises(AttributeError, match="->mmap"):
-                    vma.set_io()  # type: ignore[attr-defined]
-                with pytest.raises(AttributeError, match="write lock"):
-                    vma.set_dontcopy()  # type: ignore[attr-defined]
-        finally:
-            user.mmput()
+        with user_of(file) as user, user.mmap_read_lock() as guard:
+            vma = guard.vma_lookup(setup.addr)
+            assert vma is not None
+            with pytest.raises(AttributeError, match="as_mixedmap_vma"):
+                vma.vm_insert_page(vma.start, None)  # type: ignore[attr-defined]
+            with pytest.raises(AttributeError, match="->mmap"):
+                vma.set_io()  # type: ignore[attr-defined]
+            with pytest.raises(AttributeError, match="write lock"):
+                vma.set_dontcopy()  # type: ignore[attr-defined]
         return 0
 
     setup.run(action)
+
+
+def test_r12_borrowed_mm_has_no_release(setup: Setup) -> None:
+    """r12 twin: a borrowed mm (``current().mm()``, ``VmAreaRef.mm``) has no release method
+    and is no context manager at run time either; the release methods called unbound refuse
+    it; no count changes."""
+    mm_struct = setup.proc.mm
+
+    def action(file: File[Mapping]) -> object:
+        counts = (mm_struct.mm_users, mm_struct.mm_count)
+        mm = current().mm()
+        assert mm is not None
+        with pytest.raises(AttributeError, match="a borrowed one is not yours to release"):
+            mm.mmput()  # type: ignore[attr-defined]
+        with pytest.raises(AttributeError, match="a borrowed one is not yours to release"):
+            mm.mmdrop()  # type: ignore[attr-defined]
+        with (
+            pytest.raises(AttributeError, match="only an owned reference is a context"),
+            mm,  # type: ignore[attr-defined]
+        ):
+            pass
+        with pytest.raises(AttributeError, match="mmget_not_zero"):
+            mm.into_mmput_async()  # type: ignore[attr-defined]
+        with pytest.raises(TypeError, match=r"mmput\(\) on <MmWithUser mm=\d+ borrowed>"):
+            OwnedMmWithUser.mmput(mm)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"mmdrop\(\) on <MmWithUser mm=\d+ borrowed>"):
+            OwnedMm.mmdrop(mm)  # type: ignore[arg-type]
+        with user_of(file) as user, user.mmap_read_lock() as guard:
+            vma = guard.vma_lookup(setup.addr)
+            assert vma is not None
+            with pytest.raises(AttributeError, match="a borrowed one is not yours to release"):
+                vma.mm.mmput()  # type: ignore[attr-defined]
+            assert (mm_struct.mm_users, mm_struct.mm_count) == (counts[0] + 1, counts[1])
+        assert (mm_struct.mm_users, mm_struct.mm_count) == counts
+        return 0
+
+    setup.run(action)
+
+
+def test_r12_owned_mm_released_once_by_its_own_method(setup: Setup) -> None:
+    """r12 twin: an owned reference is released once — by its own method or at the end of
+    its ``with`` block, not both; after that it is stale; the other kind's release refuses
+    it; and the raw model's second mmput is the mm-ref-owned BUG."""
+    mm_struct = setup.proc.mm
+
+    def action(file: File[Mapping]) -> object:
+        users = mm_struct.mm_users
+        user = user_of(file)
+        with user as same:
+            assert same is user
+            assert mm_struct.mm_users == users + 1
+        assert mm_struct.mm_users == users
+        with pytest.raises(StaleReferenceError, match=r"used after mmput\(\)"):
+            user.mmap_read_lock()
+        with pytest.raises(StaleReferenceError, match=r"used after mmput\(\)"):
+            user.mmput()
+        with user_of(file) as released_early:
+            released_early.mmput()  # the block's end does not release it again
+        with user_of(file) as moved:
+            later = moved.into_mmput_async()  # the reference moves out of the block
+        assert mm_struct.mm_users == users + 1
+        with later:
+            pass
+        assert mm_struct.mm_users == users
+        borrowed = current().mm()
+        assert borrowed is not None
+        with borrowed.mmgrab() as grabbed:
+            with pytest.raises(TypeError, match=r"mmput\(\) on <OwnedMm .* released with "):
+                OwnedMmWithUser.mmput(grabbed)  # type: ignore[arg-type]
+            assert mm_struct.mm_count > 0
+        assert mm_struct.mm_users == users
+        return 0
+
+    setup.run(action)
+    # The raw model, as C code can: once the process has exited no one holds mm_users, and
+    # one more mmput (a borrowed reference released) is the BUG.
+    raw_fork.mmgrab(mm_struct)
+    setup.proc.exit()
+    with expect_splat("mm-ref-owned", SplatKind.BUG):
+        raw_fork.mmput(mm_struct)
+    raw_fork.mmdrop(mm_struct)
 
 
 class _Unused(VmAreaRef):
@@ -326,14 +393,10 @@ def test_stale_error_names_what_ended_it(setup: Setup) -> None:
     kept: list[VmAreaRef] = []
 
     def action(file: File[Mapping]) -> object:
-        user = user_of(file)
-        try:
-            with user.mmap_read_lock() as guard:
-                vma = guard.vma_lookup(setup.addr)
-                assert vma is not None
-                kept.append(vma)
-        finally:
-            user.mmput()
+        with user_of(file) as user, user.mmap_read_lock() as guard:
+            vma = guard.vma_lookup(setup.addr)
+            assert vma is not None
+            kept.append(vma)
         with pytest.raises(StaleReferenceError, match=r"MmapReadGuard.unlock\(\)"):
             _ = kept[0].start
         return 0

@@ -83,7 +83,7 @@ __all__ = [
 ]
 
 MAX_STEPS: Final = 20
-"""The issue's target: sequences of up to 20 steps."""
+"""The default length of a sequence: up to 20 steps."""
 
 T = TypeVar("T")
 

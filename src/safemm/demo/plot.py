@@ -1,9 +1,9 @@
-"""The per-transaction costs of a demo run as a chart: SVG written by hand (always available),
-PNG through matplotlib when it is installed."""
+"""The per-transaction costs of a demo run as a chart, in SVG written by hand: one renderer,
+no dependency. A browser shows it; ``rsvg-convert -o costs.png costs.svg`` (librsvg) or
+Inkscape turn it into a PNG."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from html import escape
 from pathlib import Path
@@ -18,7 +18,7 @@ COLOURS = ("#0072B2", "#E69F00", "#009E73")
 
 
 class PlotError(Exception):
-    """The chart cannot be written (unknown format, or PNG without matplotlib)."""
+    """The chart cannot be written (a file name that is not ``.svg``)."""
 
 
 def _fmt(v: float) -> str:
@@ -95,44 +95,11 @@ def render_svg(results: Sequence[RunResult], seed: int, times: bool = True) -> s
 def write_plot(
     results: Sequence[RunResult], seed: int, path: str | Path, times: bool = True
 ) -> None:
-    """Write the chart to ``path``: ``.svg`` always works; ``.png`` needs matplotlib."""
+    """Write the chart to ``path``, which must name an ``.svg`` file."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".svg":
-        path.write_text(render_svg(results, seed, times))
-        return
-    if suffix != ".png":
-        raise PlotError(f"{path}: the chart is written as .svg or .png, not {suffix or 'no'} file")
-    _write_png(results, seed, path, times)
-
-
-def _write_png(results: Sequence[RunResult], seed: int, path: Path, times: bool) -> None:
-    # matplotlib is optional (not a dependency): imported by name, so the type checker does
-    # not need it either.
-    try:
-        mpl = importlib.import_module("matplotlib")
-        mpl.use("Agg")
-        plt = importlib.import_module("matplotlib.pyplot")
-    except ImportError as e:
+    if path.suffix.lower() != ".svg":
         raise PlotError(
-            "PNG output needs matplotlib (pip install matplotlib); an .svg file needs nothing"
-        ) from e
-    strategies = list(STRATEGIES)
-    workloads = list(dict.fromkeys(r.workload for r in results))
-    by = {(r.workload, r.strategy): r for r in results}
-    costs = _costs(times)
-    fig, axes = plt.subplots(len(costs), 1, figsize=(10, 2.4 * len(costs)), squeeze=False)
-    width = 0.8 / len(strategies)
-    for p, (label, value) in enumerate(costs):
-        ax = axes[p, 0]
-        for i, s in enumerate(strategies):
-            xs = [g + i * width for g in range(len(workloads))]
-            ys = [value(by[w, s]) if (w, s) in by else 0.0 for w in workloads]
-            ax.bar(xs, ys, width, label=s, color=COLOURS[i])
-        ax.set_title(label, loc="left", fontsize=10)
-        ax.set_xticks([g + width for g in range(len(workloads))], workloads, fontsize=8)
-    axes[0, 0].legend(ncols=len(strategies), fontsize=8)
-    fig.suptitle(f"safemm demo: cost per transaction by strategy (seed {seed})")
-    fig.tight_layout()
-    fig.savefig(str(path))
-    plt.close(fig)
+            f"{path}: the chart is written as SVG (name it FILE.svg); for a PNG, convert the "
+            "SVG, e.g. `rsvg-convert -o costs.png costs.svg`"
+        )
+    path.write_text(render_svg(results, seed, times))

@@ -206,6 +206,15 @@ CONTRACTS: dict[str, Contract] = dict(
             kernel_checks=False,
         ),
         _c(
+            "mm-ref-owned",
+            "an mm reference is released only by its owner, exactly once, with the release "
+            "that matches it (mmdrop for mmgrab, mmput for mmget)",
+            "include/linux/sched/mm.h mmdrop/mmput; rust/kernel/mm.rs ARef<Mm>, "
+            "ARef<MmWithUser> (a borrowed &MmWithUser has no drop)",
+            "release only references you took (OwnedMm, OwnedMmWithUser), with `with` or their "
+            "own mmdrop()/mmput(); never one borrowed from current().mm() or a VMA",
+        ),
+        _c(
             "page-refcount",
             "a page's refcount must never drop below zero, nor be freed while mapped",
             "include/linux/mm.h put_page VM_BUG_ON_PAGE; mm/page_alloc.c bad_page",
@@ -247,7 +256,8 @@ CONTRACTS: dict[str, Contract] = dict(
             "leak",
             "every mm reference, page and guard taken must be released",
             "kernel/fork.c mmput/mmdrop; mm/page_alloc.c __free_pages; lockdep",
-            "release it on every path (Mm.mmdrop(), MmWithUser.mmput(), Page.free(), unlock())",
+            "release it on every path (a `with` block, or OwnedMm.mmdrop(), "
+            "OwnedMmWithUser.mmput(), Page.free(), unlock())",
         ),
         _c(
             "stale-handle",

@@ -50,7 +50,7 @@ def mmdrop(mm: MmStruct) -> None:
     if mm.mm_count <= 0:
         mm.kernel.report(
             SplatKind.BUG,
-            "leak",
+            "mm-ref-owned",
             f"mmdrop on mm {mm.id} with mm_count 0",
             _F + "mmdrop",
             title=f"kernel BUG at {_F}__mmdrop!",
@@ -95,7 +95,7 @@ def _put_users(mm: MmStruct, what: str) -> bool:
     if mm.mm_users <= 0:
         mm.kernel.report(
             SplatKind.BUG,
-            "leak",
+            "mm-ref-owned",
             f"{what} on mm {mm.id} with mm_users 0",
             _F + what,
             title=f"kernel BUG at {_F}{what}!",

@@ -1,5 +1,6 @@
-"""``Kernel.check_invariants()``: the invariants of linux-mm-semantics.md §6, checked over
-the whole machine, each failure naming the invariant.
+"""``Kernel.check_invariants()``: the invariants of the machine (docs/invariants.md lists
+each with the kernel source that states it), checked all over, each failure naming the
+invariant.
 
 Mirrors what the kernel's debug checks validate piecemeal (``validate_mm`` in mm/vma.c,
 ``mt_validate``, page-state checks in mm/debug.c, lockdep's exit checks), all at once.

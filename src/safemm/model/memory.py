@@ -1,7 +1,7 @@
 """Inserting, zapping and faulting PTEs: the model's mm/memory.c.
 
 Each function names the kernel function it mirrors and follows its checks in the kernel's
-order, with the kernel's errno values: ``vm_insert_page`` (§4.3 of the semantics notes),
+order, with the kernel's errno values: ``vm_insert_page`` (and its BUG_ONs),
 ``vm_insert_pages``, ``vm_map_pages``, ``vmf_insert_pfn``, ``vmf_insert_mixed``,
 ``remap_pfn_range``, ``zap_page_range_single``, ``zap_vma_ptes``, ``unmap_mapping_range`` (and
 the trylock variant Jann Horn proposed for reclaim), ``copy_page_range`` for fork and

@@ -5,7 +5,16 @@ from typing import assert_type
 from typing_extensions import override
 
 from safemm.fs import File, FileOperations, VmFault, VmFaultReason, VmOperations
-from safemm.mm import Mm, MmapReadGuard, MmapWriteGuard, MmWithUser, MmWithUserAsync, VmaReadGuard
+from safemm.mm import (
+    Mm,
+    MmapReadGuard,
+    MmapWriteGuard,
+    MmWithUser,
+    MmWithUserAsync,
+    OwnedMm,
+    OwnedMmWithUser,
+    VmaReadGuard,
+)
 from safemm.page import GFP_KERNEL, Page, PageLock
 from safemm.shrinker import ListLru, LruStatus, LruWalk
 from safemm.sync import Mutex, MutexGuard, SpinLock, SpinLockGuard
@@ -29,15 +38,49 @@ class Owner:
 
 def mm_references(mm: Mm) -> None:
     user = mm.mmget_not_zero()
-    assert_type(user, MmWithUser | None)
+    assert_type(user, OwnedMmWithUser | None)
     if user is None:
         return
     grabbed = user.mmgrab()
-    assert_type(grabbed, Mm)
+    assert_type(grabbed, OwnedMm)
     grabbed.mmdrop()
     asynchronous = user.into_mmput_async()
     assert_type(asynchronous, MmWithUserAsync)
     asynchronous.mmput()
+
+
+def owned_references_are_context_managers(mm: Mm, borrowed: MmWithUser) -> None:
+    user = mm.mmget_not_zero()
+    if user is None:
+        return
+    with user as same, user.mmap_read_lock() as guard:
+        assert_type(same, OwnedMmWithUser)
+        assert_type(guard, MmapReadGuard)
+    with borrowed.mmgrab() as grabbed:
+        assert_type(grabbed, OwnedMm)
+        assert_type(grabbed.mmget_not_zero(), OwnedMmWithUser | None)
+    again = mm.mmget_not_zero()
+    if again is not None:
+        with again.into_mmput_async() as asynchronous:
+            assert_type(asynchronous, MmWithUserAsync)
+            asynchronous.mmap_read_lock().unlock()
+
+
+def owned_references_lend(owned: OwnedMmWithUser, grabbed: OwnedMm) -> None:
+    """An owned reference is accepted wherever a borrowed one is (Rust's ``Deref``)."""
+    borrowed_user: MmWithUser = owned
+    borrowed_mm: Mm = grabbed
+    assert borrowed_user.is_same_mm(borrowed_mm) in {True, False}
+
+
+def borrowed_references(vma: VmAreaRef) -> None:
+    mm = vma.mm
+    assert_type(mm, MmWithUser)
+    with mm.mmap_read_lock():
+        pass
+    grabbed = mm.mmgrab()  # keeping a borrowed mm takes a reference of one's own
+    assert_type(grabbed, OwnedMm)
+    grabbed.mmdrop()
 
 
 def read_lock_and_insert(user: MmWithUser, page: Page) -> None:

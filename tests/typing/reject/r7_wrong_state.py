@@ -40,7 +40,3 @@ def read_guard_gives_ref(guard: MmapReadGuard) -> None:
 
 def bare_mm_for_user(mm: Mm) -> None:
     needs_user(mm)  # type: ignore[arg-type]
-
-
-def mmdrop_on_users(mm: MmWithUser) -> None:
-    mm.mmdrop()  # type: ignore[deprecated]

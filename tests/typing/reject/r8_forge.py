@@ -1,7 +1,16 @@
 """Contract stale-handle: states cannot be constructed directly or minted by subclassing."""
 
 from safemm.fs import File, VmFault
-from safemm.mm import Mm, MmapReadGuard, MmapWriteGuard, MmWithUser, MmWithUserAsync, VmaReadGuard
+from safemm.mm import (
+    Mm,
+    MmapReadGuard,
+    MmapWriteGuard,
+    MmWithUser,
+    MmWithUserAsync,
+    OwnedMm,
+    OwnedMmWithUser,
+    VmaReadGuard,
+)
 from safemm.page import Page
 from safemm.virt import VmAreaMixedMapRef, VmAreaMut, VmAreaNew, VmAreaOwnedRef, VmAreaRef
 
@@ -17,6 +26,9 @@ def construct(raw: object, other: object) -> None:
     VmaReadGuard(raw, other)  # type: ignore[call-arg, arg-type]
     Mm(raw, other)  # type: ignore[call-arg, arg-type]
     MmWithUser(raw, other)  # type: ignore[call-arg, arg-type]
+    OwnedMm(raw, other)  # type: ignore[call-arg, arg-type]
+    OwnedMmWithUser(raw, other)  # type: ignore[call-arg, arg-type]
+    MmWithUserAsync(raw, other)  # type: ignore[call-arg, arg-type]
     Page(raw, other)  # type: ignore[call-arg, arg-type]
     File(raw, other)  # type: ignore[call-arg, arg-type]
     VmFault(raw, other)  # type: ignore[call-arg, arg-type]
@@ -35,6 +47,14 @@ class ForgedOwned(VmAreaOwnedRef[int]):  # type: ignore[misc]
 
 
 class ForgedAsync(MmWithUserAsync):  # type: ignore[misc]
+    pass
+
+
+class ForgedOwnedMm(OwnedMm):  # type: ignore[misc]
+    pass
+
+
+class ForgedOwnedUser(OwnedMmWithUser):  # type: ignore[misc]
     pass
 
 

@@ -29,7 +29,7 @@ from typing_extensions import override
 
 from safemm import PAGE_SIZE, KernelError
 from safemm.fs import AddressSpace, File, FileOperations, VmOperations
-from safemm.mm import Mm, MmapReadGuard, MmWithUser, VmaReadGuard
+from safemm.mm import MmapReadGuard, MmWithUser, OwnedMm, VmaReadGuard
 from safemm.page import GFP_KERNEL, Gfp, Page
 from safemm.shrinker import SHRINK_EMPTY, ListLru, LruStatus, LruWalk, ShrinkControl, Shrinker
 from safemm.sync import Mutex, SpinLock
@@ -198,7 +198,7 @@ class Area:
         self.id = area_id
         self.mutex = Mutex("safebinder_area.mutex")
         self.lock = SpinLock("safebinder_area.lock")
-        self.mm: Mm | None = None
+        self.mm: OwnedMm | None = None
         #: The opener's pid (a number, not a reference): only moves made by the opener's
         #: process move the area (a fork child moving its copy must not).
         self.owner_pid = 0
@@ -655,50 +655,49 @@ class BinderDriver(FileOperations[Area]):
         user = area.mm.mmget_not_zero()
         if user is None:  # the process is exiting; ->release will free the page
             return self.skip("shrink.skip_mm")
-        # Released with mmput_async: if this is the last reference, __mmput (which sleeps
-        # and calls ->close) must not run here, inside reclaim.
-        mm = user.into_mmput_async()
-        self.stats.mm_refs_taken += 1
-        # area.mutex serialises zap against insert; the allocating task may hold it.
-        mguard = area.mutex.try_lock()
-        if mguard is None:
-            mm.mmput()
-            return self.skip("shrink.skip_mutex")
-        self.stats.mmap_read_trylock += 1
-        rguard = mm.mmap_read_trylock()  # the allocating task may hold the mmap lock
-        if rguard is None:
-            self.stats.mmap_read_trylock_failed += 1
-            mguard.unlock()
-            mm.mmput()
-            return self.skip("shrink.skip_mmap_lock")
-        sguard = area.lock.try_lock()  # wrong order for a blocking lock (list lock → it)
-        if sguard is None:
+        # Released with mmput_async at the end of the block: if this is the last reference,
+        # __mmput (which sleeps and calls ->close) must not run here, inside reclaim.
+        with user.into_mmput_async() as mm:
+            self.stats.mm_refs_taken += 1
+            # area.mutex serialises zap against insert; the allocating task may hold it.
+            mguard = area.mutex.try_lock()
+            if mguard is None:
+                return self.skip("shrink.skip_mutex")
+            self.stats.mmap_read_trylock += 1
+            rguard = mm.mmap_read_trylock()  # the allocating task may hold the mmap lock
+            if rguard is None:
+                self.stats.mmap_read_trylock_failed += 1
+                mguard.unlock()
+                return self.skip("shrink.skip_mmap_lock")
+            sguard = area.lock.try_lock()  # wrong order for a blocking lock (list lock → it)
+            if sguard is None:
+                rguard.unlock()
+                mguard.unlock()
+                return self.skip("shrink.skip_spinlock")
+            page = slot.require_page()
+            inserted = slot.inserted
+            addr = area.base + slot.index * PAGE_SIZE
+            # The slot empties before the PTE goes; a re-insert needs area.mutex, held here.
+            slot.page = None
+            slot.inserted = False
+            walk.isolate(slot)
+            sguard.unlock()
+            walk.unlock()  # zap_page_range_single may sleep: leave the list's spinlock first
+            if inserted:
+                vma = rguard.vma_lookup(addr)
+                mine = None if vma is None else self.vm_ops.check_vma(vma, area)
+                if (
+                    mine is not None
+                    and mine.pgoff + (addr - mine.start) // PAGE_SIZE == slot.index
+                ):
+                    mine.zap_page_range_single(addr, PAGE_SIZE)
+                    self.stats.zap_requests += 1
+                else:
+                    # Unmapped, replaced or moved: no PTE of ours at addr (a moved one holds
+                    # its own page reference, so freeing ours is still safe).
+                    self.stats.paths["shrink.vma_gone"] += 1
             rguard.unlock()
             mguard.unlock()
-            mm.mmput()
-            return self.skip("shrink.skip_spinlock")
-        page = slot.require_page()
-        inserted = slot.inserted
-        addr = area.base + slot.index * PAGE_SIZE
-        # The slot empties before the PTE goes; a re-insert needs area.mutex, held here.
-        slot.page = None
-        slot.inserted = False
-        walk.isolate(slot)
-        sguard.unlock()
-        walk.unlock()  # zap_page_range_single may sleep: leave the list's spinlock first
-        if inserted:
-            vma = rguard.vma_lookup(addr)
-            mine = None if vma is None else self.vm_ops.check_vma(vma, area)
-            if mine is not None and mine.pgoff + (addr - mine.start) // PAGE_SIZE == slot.index:
-                mine.zap_page_range_single(addr, PAGE_SIZE)
-                self.stats.zap_requests += 1
-            else:
-                # Unmapped, replaced or moved: no PTE of ours at addr (a moved one holds its
-                # own page reference, so freeing ours is still safe).
-                self.stats.paths["shrink.vma_gone"] += 1
-        rguard.unlock()
-        mguard.unlock()
-        mm.mmput()
         page.free()
         self.stats.pages_reclaimed += 1
         walk.relock()

@@ -47,12 +47,9 @@ class EagerInsertDriver(BinderDriver):
                 self.stats.paths["send.mm_dead"] += 1
                 raise KernelError(errno.ESRCH, f"the process of area {area.id} has exited")
             # mmput_async: a remote task must not run the receiver's __mmput (binder).
-            mm = user.into_mmput_async()
-            self.stats.mm_refs_taken += 1
-            try:
+            with user.into_mmput_async() as mm:
+                self.stats.mm_refs_taken += 1
                 self.insert_pages(mm, area, [slot])
-            finally:
-                mm.mmput()
 
     @override
     def deliver(self, area: Area, buf: Buffer) -> None:
