@@ -10,6 +10,7 @@ from . import _virt
 from ._scope import _TOKEN, SafeObject, Scope, _Token, check_token, install_missing, stale
 from .model import fork as _fork
 from .model import mmap_lock as _ml
+from .model.atomic import may_sleep
 from .model.errors import StaleReferenceError
 from .model.mmap_lock import mmap_read_lock as _mmap_read_lock
 from .model.mmap_lock import mmap_read_unlock as _mmap_read_unlock
@@ -156,6 +157,7 @@ class MmWithUser(Mm):
 
     __slots__ = ()
 
+    @may_sleep("use mmap_read_trylock() (or lock_vma_under_rcu())")
     def mmap_read_lock(self) -> MmapReadGuard:
         """``mmap_read_lock``: may sleep."""
         mm = self._mm
@@ -181,6 +183,7 @@ class MmWithUser(Mm):
             return None
         return MmapReadGuard(_TOKEN, self, mm)
 
+    @may_sleep("take the mmap write lock outside the atomic section")
     def mmap_write_lock(self) -> MmapWriteGuard:
         """``mmap_write_lock``: may sleep."""
         mm = _check_users(self)
@@ -202,6 +205,7 @@ class MmWithUser(Mm):
         _fork.mmgrab(mm)
         return Mm(_TOKEN, mm, _COUNT, None)
 
+    @may_sleep("take the reference with into_mmput_async() and release it with mmput()")
     def mmput(self) -> None:
         """Release the owned ``mm_users`` reference (``mmput``; may sleep, and the last one
         tears the address space down here)."""
@@ -342,6 +346,7 @@ class MmapWriteGuard(MmapReadGuard):
         self.ended_by = "MmapWriteGuard.unlock()"
 
     @override
+    @may_sleep("look the VMA up before the atomic section (vma_start_write sleeps)")
     def vma_lookup(self, addr: int) -> _virt.VmAreaMut | None:
         """``vma_lookup`` + ``vma_start_write``: the VMA at ``addr``, writable flags."""
         if not self.alive:

@@ -18,6 +18,7 @@ from typing_extensions import override
 
 from ._scope import _TOKEN, HookScope, SafeObject, _Token, check_token, running_kernel, stale
 from .model import rcupdate as _rcu
+from .model.atomic import atomic_guard, atomic_unlock
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -79,6 +80,7 @@ class RcuPointer(SafeObject, Generic[T]):
 
 
 @final
+@atomic_guard("RCU read-side section")
 class RcuReadGuard(SafeObject):
     """An explicit RCU read-side section (``rcu_read_lock()``), ended by :meth:`unlock`."""
 
@@ -89,6 +91,7 @@ class RcuReadGuard(SafeObject):
         self._kernel = kernel
         self._scope = HookScope(kernel, "an RCU read-side section")
 
+    @atomic_unlock
     def unlock(self) -> None:
         """``rcu_read_unlock()``."""
         if not self._scope.alive:
