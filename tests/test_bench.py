@@ -135,8 +135,20 @@ def test_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert header == ["benchmark", "small", "large", "ratio", "target", "verdict"]
     assert "nodes=7" in table
 
-    code = bench.main(["--json", "--small", "4", "--large", "8", "--scale", "0.01"])
+    code = bench.main(["--json", "--small", "4", "--large", "8", "--scale", "0.01", "--no-static"])
     doc = json.loads(capsys.readouterr().out)
     assert code in (0, 1)
     assert len(doc["results"]) == 13
     assert {r["verdict"] for r in doc["results"]} <= {"pass", "FAIL", "info"}
+
+
+@pytest.mark.xdist_group("mypy")
+def test_static_check_against_mypy() -> None:
+    """One pair of runs on a small path: the structure of the result, not its speed."""
+    (r,) = bench.bench_static_check(runs=1, paths=["tests/atomic/accept"])
+    assert r.name == "safemm check (warm cache) vs mypy"
+    assert r.target == 2.0
+    assert r.small > 0
+    assert r.large > 0
+    assert r.ratio > 0
+    assert r.small_label == "mypy tests/atomic/accept"

@@ -74,12 +74,14 @@ def test_ci_runs_the_quick_start_test_command() -> None:
 
 
 def test_docs_are_linked() -> None:
-    """The hazards, conformance, demo and invariants pages are reachable from the README."""
+    """The hazards, conformance, demo, invariants and static-checking pages are reachable
+    from the README."""
     for page in (
         "docs/hazards.md",
         "docs/conformance.md",
         "docs/binder-demo.md",
         "docs/invariants.md",
+        "docs/static-checking.md",
     ):
         assert f"({page})" in README, page
         assert (ROOT / page).exists(), page
@@ -93,3 +95,14 @@ def test_invariants_page_lists_every_invariant() -> None:
     page = (ROOT / "docs" / "invariants.md").read_text()
     rows = set(re.findall(r"^\| `([a-z_-]+)` \|", page, re.M))
     assert checked == rows, checked ^ rows
+
+
+def test_static_column_for_atomic_context() -> None:
+    """``might-sleep`` and ``schedule-atomic`` have their static column: the ``safemm check``
+    code, and reject cases that exist."""
+    rows = {_id(r[0]): r for r in _table_rows()}
+    for contract in ("might-sleep", "schedule-atomic"):
+        static = rows[contract][2]
+        assert "`atomic-sleep`" in static and "safemm check" in static, static
+        for case in re.findall(r"\ba(\d)\b", static):
+            assert list((ROOT / "tests" / "atomic" / "reject").glob(f"a{case}_*.py")), case

@@ -21,6 +21,7 @@ from ._page import Page, PageLock
 from ._scope import _TOKEN, HookCall, SafeObject, Scope, _Token, check_token, running_kernel, stale
 from .model import fs as _rawfs
 from .model import memory as _memory
+from .model.atomic import may_sleep
 from .model.errors import KernelError
 from .model.mm_types import (
     VM_FAULT_LOCKED,
@@ -64,6 +65,7 @@ class AddressSpace(SafeObject):
         k = running_kernel("AddressSpace.new_anon")
         return AddressSpace(_TOKEN, _rawfs.alloc_anon_inode(k).i_mapping)
 
+    @may_sleep("use unmap_mapping_range_trylock(), or unlock first (LruWalk.unlock())")
     def unmap_mapping_range(self, start: int, length: int, even_cows: bool = True) -> None:
         """``unmap_mapping_range``: zap file bytes ``[start, start+length)`` in every VMA that
         maps them. Takes no mmap lock and no mm reference; may sleep (``i_mmap_rwsem``)."""

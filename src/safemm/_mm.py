@@ -19,6 +19,7 @@ from ._scope import (
 )
 from .model import fork as _fork
 from .model import mmap_lock as _ml
+from .model.atomic import may_sleep
 from .model.errors import StaleReferenceError
 from .model.mmap_lock import mmap_read_lock as _mmap_read_lock
 from .model.mmap_lock import mmap_read_unlock as _mmap_read_unlock
@@ -145,6 +146,7 @@ class MmWithUser(Mm):
 
     __slots__ = ()
 
+    @may_sleep("use mmap_read_trylock() (or lock_vma_under_rcu())")
     def mmap_read_lock(self) -> MmapReadGuard:
         """``mmap_read_lock``: may sleep."""
         mm = self._mm
@@ -170,6 +172,7 @@ class MmWithUser(Mm):
             return None
         return MmapReadGuard(_TOKEN, self, mm)
 
+    @may_sleep("take the mmap write lock outside the atomic section")
     def mmap_write_lock(self) -> MmapWriteGuard:
         """``mmap_write_lock``: may sleep."""
         mm = _check_users(self)
@@ -264,6 +267,7 @@ class OwnedMmWithUser(_Owned, MmWithUser):
     __slots__ = ()
     counter = "mm_users"
 
+    @may_sleep("take the reference with into_mmput_async() and release it with mmput()")
     def mmput(self) -> None:
         """``mmput``: release the reference (may sleep, and the last one tears the address
         space down here); this handle becomes stale."""
@@ -393,6 +397,7 @@ class MmapWriteGuard(MmapReadGuard):
         self.ended_by = "MmapWriteGuard.unlock()"
 
     @override
+    @may_sleep("look the VMA up before the atomic section (vma_start_write sleeps)")
     def vma_lookup(self, addr: int) -> _virt.VmAreaMut | None:
         """``vma_lookup`` + ``vma_start_write``: the VMA at ``addr``, writable flags."""
         if not self.alive:

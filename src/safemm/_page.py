@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Self, final
 from typing_extensions import override
 
 from ._scope import _TOKEN, SafeObject, _Token, check_token, running_kernel
+from .model.atomic import may_sleep
 from .model.errors import KernelError, StaleReferenceError
 from .model.mman import PAGE_SIZE
 from .model.page_alloc import GFP_KERNEL, Gfp, PageKind
@@ -38,6 +39,7 @@ class Page(SafeObject):
         self._freed = False
 
     @staticmethod
+    @may_sleep("allocate with GFP_ATOMIC or GFP_NOWAIT, or before the atomic section", gfp="gfp")
     def alloc_page(gfp: Gfp = GFP_KERNEL) -> Page:
         """``alloc_page(gfp)``: a new page (KernelError ENOMEM when memory is exhausted).
 

@@ -9,6 +9,7 @@ from typing_extensions import override
 from . import _mm
 from ._scope import _TOKEN, SafeObject, _Token, check_token, hook_scope, running_kernel
 from .model import sched as _sched
+from .model.atomic import may_sleep
 
 if TYPE_CHECKING:
     from ._scope import Scope
@@ -61,6 +62,7 @@ def current() -> Task:
     return Task(_TOKEN, k.current, hook_scope("current()"))
 
 
+@may_sleep("sleep after the unlock")
 def msleep(msecs: int) -> None:
     """``msleep``: sleep for ``msecs`` milliseconds (``kernel::time::delay::fsleep``).
 

@@ -11,6 +11,7 @@ from . import _mm
 from ._page import Page
 from ._scope import _TOKEN, SafeObject, Scope, _Token, check_token, install_missing, stale
 from .model import vma as _vmamod
+from .model.atomic import may_sleep
 from .model.errors import KernelError, StaleReferenceError
 from .model.memory import vm_insert_page as _vm_insert_page
 from .model.memory import zap_page_range_single as _zap_page_range_single
@@ -149,6 +150,7 @@ class VmAreaRef(SafeObject):
         v = self._live()
         return _mm.MmWithUser(_TOKEN, v.vm_mm, self._scope)
 
+    @may_sleep("drop the lock first (LruWalk.unlock() in an isolate callback), then zap")
     def zap_page_range_single(self, address: int, size: int) -> None:
         """``zap_page_range_single``: remove the user PTEs in ``[address, address+size)``.
 

@@ -1379,10 +1379,58 @@ def bench_one_task(
 # report
 
 
-def run_all(
-    *, small: int = SMALL_VMAS, large: int = LARGE_VMAS, scale: float = 1.0
+#: What ``safemm check`` is measured on (relative to the repository root).
+CHECK_PATHS = ("src/safemm/demo", "examples")
+
+
+def bench_static_check(
+    *, runs: int = 7, paths: Sequence[str] = CHECK_PATHS, cwd: str | None = None
 ) -> list[BenchResult]:
-    """Run every benchmark; ``scale`` multiplies the repetition counts."""
+    """``safemm check`` against mypy's own time on the same files, both with a warm cache,
+    each as the user runs it (a fresh process). Target: at most twice mypy's time.
+
+    Runs alternate (mypy, check, mypy, check, ...) after one warm-up of each; the ratio is
+    the median of the per-pair ratios.
+    """
+    import subprocess
+
+    mypy_cmd = [sys.executable, "-m", "mypy", *paths]
+    check_cmd = [sys.executable, "-m", "safemm.cli", "check", *paths]
+
+    def timed(cmd: list[str]) -> float:
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+        elapsed = time.perf_counter() - t0
+        if done.returncode not in (0, 1):
+            raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr[-2000:]}")
+        return elapsed * 1e9
+
+    timed(mypy_cmd)
+    timed(check_cmd)
+    pairs = [(timed(mypy_cmd), timed(check_cmd)) for _ in range(max(1, runs))]
+    label = " + ".join(paths)
+    return [
+        BenchResult(
+            "safemm check (warm cache) vs mypy",
+            _median([m for m, _ in pairs]),
+            _median([c for _, c in pairs]),
+            _median([c / m for m, c in pairs]),
+            f"mypy {label}",
+            f"safemm check {label}",
+            target=2.0,
+        )
+    ]
+
+
+def run_all(
+    *,
+    small: int = SMALL_VMAS,
+    large: int = LARGE_VMAS,
+    scale: float = 1.0,
+    static: bool = True,
+) -> list[BenchResult]:
+    """Run every benchmark; ``scale`` multiplies the repetition counts; ``static`` adds
+    :func:`bench_static_check` (needs mypy and the repository's files)."""
 
     def n(x: int) -> int:
         return max(1, round(x * scale))
@@ -1393,6 +1441,8 @@ def run_all(
     out += bench_switch(reps=n(2000))
     out += bench_switch_mechanism(reps=n(2000))
     out += bench_schedules(reps=n(20))
+    if static:
+        out += bench_static_check(runs=n(7))
     return out
 
 
@@ -1454,12 +1504,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="instead, compare the one-task costs of this tree with commit REV (in a git "
         f"checkout), e.g. {BASELINE}, the commit before the concurrency core",
     )
+    ap.add_argument(
+        "--no-static", action="store_true", help="leave out the safemm check vs mypy benchmark"
+    )
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     if args.against is not None:
         results = bench_one_task(args.against, scale=args.scale)
     else:
-        results = run_all(small=args.small, large=args.large, scale=args.scale)
+        results = run_all(
+            small=args.small, large=args.large, scale=args.scale, static=not args.no_static
+        )
     elapsed = time.perf_counter() - t0
     if args.json:
         doc = {

@@ -8,6 +8,8 @@
 - ``safemm explore FILE.py::scenario [--strategy S] [--schedules N] [--preemptions K]
   [--seed S] [--time-limit SECONDS] [--replay TOKEN]`` — search the interleavings of a
   concurrent scenario (:mod:`safemm.explore`); exit status 1 when a schedule failed.
+- ``safemm check PATH... [--mypy] [--strict]`` — sleeping in atomic context, statically
+  (:mod:`safemm.check`); errors in mypy's format, exit status 1 on any error.
 """
 
 from __future__ import annotations
@@ -159,6 +161,61 @@ def _explore(argv: Sequence[str], out: TextIO) -> int:
     return 0 if ex.ok else 1
 
 
+def _check(argv: Sequence[str], out: TextIO) -> int:
+    parser = argparse.ArgumentParser(
+        prog="safemm check",
+        description="Find sleeping calls in atomic context (spinlocks, RCU read-side sections, "
+        "list_lru isolate callbacks) before the code runs. Errors are printed the way mypy "
+        "prints them; exit status 1 on any error.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="files, directories, packages")
+    parser.add_argument(
+        "--mypy", action="store_true", help="run mypy (the project's configuration) first"
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="also report calls in atomic context that cannot be resolved (assumed not to "
+        "sleep otherwise)",
+    )
+    parser.add_argument("--config-file", help="the mypy configuration file to use")
+    args = parser.parse_args(list(argv))
+    try:
+        from mypy import api
+    except ImportError:
+        print("safemm check needs mypy: pip install 'safemm[check]'", file=sys.stderr)
+        return 2
+    from .check import check
+
+    extra = ["--config-file", args.config_file] if args.config_file else []
+    status = 0
+    if args.mypy:
+        stdout, stderr, status = api.run([*extra, *args.paths])
+        out.write(stdout)
+        if stderr:
+            print(stderr, end="", file=sys.stderr)
+        if status == 2:
+            return 2
+    result = check(args.paths, strict=args.strict, mypy_args=extra)
+    for line in result.blocking:
+        print(line, file=sys.stderr)
+    for e in result.errors:
+        out.write(e.render() + "\n")
+    n = len(result.errors)
+    if n:
+        files = len({e.path for e in result.errors})
+        out.write(
+            f"safemm check: found {n} error{'s' * (n != 1)} in {files} file"
+            f"{'s' * (files != 1)} ({result.modules} modules checked)\n"
+        )
+    elif not result.blocking:
+        out.write(
+            f"safemm check: no sleeping calls in atomic context ({result.modules} "
+            "modules checked)\n"
+        )
+    return max(result.status, 1 if status else 0)
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``safemm`` console script; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -168,7 +225,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         description="A checked model of the Linux mm and a typestate API after the Rust "
         "kernel crate.",
     )
-    commands = ["demo", "conformance", "explore"]
+    commands = ["demo", "conformance", "explore", "check"]
     parser.add_argument("command", choices=commands, help="what to run")
     if not args or args[0] not in commands:
         parser.parse_args(args[:1])  # prints usage and exits
@@ -179,6 +236,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return conformance_main(args[1:], out)
     if args[0] == "explore":
         return _explore(args[1:], out)
+    if args[0] == "check":
+        return _check(args[1:], out)
     return _demo(args[1:], out)
 
 

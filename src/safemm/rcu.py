@@ -27,6 +27,7 @@ from ._scope import (
     stale,
 )
 from .model import rcupdate as _rcu
+from .model.atomic import atomic_guard, atomic_unlock
 
 if TYPE_CHECKING:
     from .model.kernel import Kernel
@@ -86,6 +87,7 @@ class RcuPointer(SafeObject, Generic[T]):
 
 
 @final
+@atomic_guard("RCU read-side section")
 class RcuReadGuard(Releasable):
     """An explicit RCU read-side section (``rcu_read_lock()``), ended by :meth:`unlock`."""
 
@@ -96,6 +98,7 @@ class RcuReadGuard(Releasable):
         self._kernel = kernel
         self._scope = HookScope(kernel, "an RCU read-side section")
 
+    @atomic_unlock
     def unlock(self) -> None:
         """``rcu_read_unlock()``."""
         if not self._scope.alive:

@@ -13,6 +13,7 @@ from typing import Generic, TypeVar, final
 
 from ._scope import _TOKEN, HookCall, SafeObject, _Token, check_token, running_kernel
 from .model import shrinker as _raw
+from .model.atomic import atomic_callback, atomic_relock, atomic_unlock
 from .model.shrinker import SHRINK_EMPTY, SHRINK_STOP, LruStatus
 
 __all__ = [
@@ -112,11 +113,13 @@ class LruWalk(SafeObject, Generic[T]):
         """``list_lru_isolate``: take ``item`` off the list (the lock must be held)."""
         self._lru.isolate(item)
 
+    @atomic_unlock
     def unlock(self) -> None:
         """``spin_unlock(lock)``: drop the list lock (to do work that may sleep)."""
         k = running_kernel("LruWalk.unlock")
         self._lru.lock.unlock(k, "mm/list_lru.c:isolate callback")
 
+    @atomic_relock
     def relock(self) -> None:
         """``spin_lock(lock)``: retake it before returning."""
         k = running_kernel("LruWalk.relock")
@@ -148,6 +151,7 @@ class ListLru(SafeObject, Generic[T]):
     def __contains__(self, item: object) -> bool:
         return item in self._lru.items
 
+    @atomic_callback("isolate", "list_lru isolate callback")
     def walk(self, isolate: Callable[[T, LruWalk[T]], LruStatus], nr_to_walk: int) -> int:
         """``list_lru_walk``: call ``isolate(item, walk)`` with the list lock held (atomic
         context) for up to ``nr_to_walk`` items; returns how many were removed."""

@@ -22,6 +22,7 @@ from ._scope import (
     stale,
 )
 from .model import locking as _locking
+from .model.atomic import atomic_guard, atomic_unlock, may_sleep
 
 if TYPE_CHECKING:
     from .model.kernel import Kernel
@@ -40,6 +41,7 @@ class _LockGuard(Releasable):
         self._lock = lock
         self._scope = HookScope(kernel, f"the hold of {lock.name}")
 
+    @atomic_unlock
     def unlock(self) -> None:
         """Release the lock."""
         if not self._scope.alive:
@@ -75,6 +77,7 @@ class MutexGuard(_LockGuard):
 
 
 @final
+@atomic_guard("SpinLock '{lock}'")
 class SpinLockGuard(_LockGuard):
     """Holds a :class:`SpinLock` (the holder is in atomic context: nothing may sleep)."""
 
@@ -93,6 +96,7 @@ class Mutex(SafeObject):
         cls = Mutex._classes.setdefault(name, _locking.LockClass(name))
         self._lock = _locking.Mutex(name, cls)
 
+    @may_sleep("use Mutex.try_lock(), or take the mutex before the atomic section")
     def lock(self) -> MutexGuard:
         """``mutex_lock``: may sleep."""
         k = running_kernel("Mutex.lock")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from typing_extensions import override
 
+from . import atomic as _marks
 from .printk import SplatKind
 from .runqueue import SwitchKind
 from .sched import might_sleep
@@ -245,7 +246,9 @@ class _OwnedLock(_Lock):
         """The blocking acquisition: waits for the owner inside ``Kernel.concurrently``;
         outside it, a lock held for ever (by anyone) is a deadlock."""
         t = kernel.current
-        if self._sleeps and (t.preempt_count or t.rcu_depth or t.irqs_disabled):
+        if self._sleeps and (
+            t.preempt_count or t.rcu_depth or t.irqs_disabled or _marks.audit is not None
+        ):
             might_sleep(kernel, where, switch=False)  # the report (its check, inlined)
         s = kernel._sched
         if s is not None:
@@ -445,7 +448,7 @@ class RwSemaphore(_Lock):
         held or queued writer (``rwsem_down_read_slowpath``: a reader steals the lock only
         when nobody holds it); outside, blocking there is a deadlock."""
         t = kernel.current
-        if t.preempt_count or t.rcu_depth or t.irqs_disabled:
+        if t.preempt_count or t.rcu_depth or t.irqs_disabled or _marks.audit is not None:
             might_sleep(kernel, where, switch=False)  # the report (its check, inlined)
         s = kernel._sched
         if s is not None:
@@ -540,7 +543,7 @@ class RwSemaphore(_Lock):
         """``down_write()``: may sleep; inside ``Kernel.concurrently`` it waits for every
         holder; outside, blocking there is a deadlock."""
         t = kernel.current
-        if t.preempt_count or t.rcu_depth or t.irqs_disabled:
+        if t.preempt_count or t.rcu_depth or t.irqs_disabled or _marks.audit is not None:
             might_sleep(kernel, where, switch=False)  # the report (its check, inlined)
         s = kernel._sched
         if s is not None:

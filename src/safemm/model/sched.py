@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from typing_extensions import override
 
+from . import atomic as _marks
 from .printk import SplatKind
 from .runqueue import SwitchKind
 
@@ -91,19 +92,26 @@ def might_sleep(kernel: Kernel, where: str, *, switch: bool = True) -> None:
 
     Mirrors kernel/sched/core.c ``__might_resched``: prints "BUG: sleeping function called
     from invalid context" when preempt_count, the RCU nest depth or disabled interrupts say the
-    caller cannot sleep. Like the kernel (CONFIG_DEBUG_ATOMIC_SLEEP) it only reports; the report
-    raises :class:`KernelWarning` when ``panic_on_warn`` is on.
+    caller cannot sleep, naming the marked safe-layer call on the stack
+    (:func:`safemm.model.atomic.sleeping_call`) and its fix. Like the kernel
+    (CONFIG_DEBUG_ATOMIC_SLEEP) it only reports; the report raises :class:`KernelWarning` when
+    ``panic_on_warn`` is on.
     """
+    if _marks.audit is not None:
+        _marks.audit(where)
     t = kernel.current
     if t.preempt_count or t.rcu_depth or t.irqs_disabled:
         held = ", ".join(h.lock.name for h in t.held_locks) or "none"
+        # The marked safe-layer call that got here (the mark ``safemm check`` reads too).
+        mark = _marks.sleeping_call()
+        call = f"; sleeping call: {mark.name}() ({mark.fix})" if mark is not None else ""
         kernel.report(
             SplatKind.MIGHT_SLEEP,
             "might-sleep",
             f"in_atomic(): {int(t.preempt_count > 0)}, irqs_disabled(): "
             f"{int(t.irqs_disabled)}, pid: {t.pid}, name: {t.comm}; preempt_count: "
             f"{t.preempt_count}, expected: 0; RCU nest depth: {t.rcu_depth}, expected: 0; "
-            f"locks held: {held}",
+            f"locks held: {held}{call}",
             where,
         )
     elif switch and kernel._sched is not None:
