@@ -253,6 +253,12 @@ def configured(session: Session) -> type[DriverMachine]:
         pass
 
     Configured.session = session
+    if session.ioctls:
+        # A driver with an ioctl ABI does most of its work there: call it twice as often.
+        again = "ioctl_again"
+        more = _make_rule("ioctl")
+        more.__name__ = again
+        setattr(Configured, again, precondition(_has_procs)(rule(data=st.data())(more)))
     name = f"Fuzz{getattr(session.factory, '__name__', 'Driver')}"
     Configured.__name__ = name
     Configured.__qualname__ = name

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno as _errno
 import gc
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -189,6 +190,9 @@ class Coverage:
         injected: fault-injection site → failures injected.
         examples: programs run (including hypothesis's shrinking runs).
         steps: operations run.
+        call_seconds: time spent in the calls themselves (the model and the driver).
+        check_seconds: time spent checking after each step (dmesg, ``check_invariants``)
+            and at each program's end (exits, collection, leaks).
     """
 
     hooks: Counter[str] = field(default_factory=Counter)
@@ -198,6 +202,8 @@ class Coverage:
     injected: Counter[str] = field(default_factory=Counter)
     examples: int = 0
     steps: int = 0
+    call_seconds: float = 0.0
+    check_seconds: float = 0.0
 
 
 class _FuzzKernel(Kernel):
@@ -342,22 +348,28 @@ class World:
 
     def op(self, op: Op) -> object:
         """Run one operation, record it, classify its outcome, check the machine."""
-        self.coverage.steps += 1
-        self.coverage.operations[op.kind or "other"] += 1
+        cov = self.coverage
+        cov.steps += 1
+        cov.operations[op.kind or "other"] += 1
+        t0 = time.perf_counter()
         try:
             result = op.call()
         except KernelError as e:
+            cov.call_seconds += time.perf_counter() - t0
             name = _errname(e.errno or 0)
             self.coverage.outcomes[name] += 1
             self.lines.append(f'with pytest.raises(KernelError, match="{name}:"):\n    {op.text}')
         except (SegmentationFault, BusError) as e:
+            cov.call_seconds += time.perf_counter() - t0
             name = type(e).__name__
             self.coverage.outcomes["SIGSEGV" if name == "SegmentationFault" else "SIGBUS"] += 1
             self.lines.append(f"with pytest.raises({name}):\n    {op.text}")
         except Exception as e:
+            cov.call_seconds += time.perf_counter() - t0
             self.lines.append(op.text)
             self.fail_with(e, op.text)
         else:
+            cov.call_seconds += time.perf_counter() - t0
             self.coverage.outcomes["ok"] += 1
             self.lines.append(f"{op.assign} = {op.text}" if op.assign else op.text)
             if op.after is not None:
@@ -380,10 +392,13 @@ class World:
         var = self.name("r")
         stmt = f"{var} = kernel.concurrently(\n" + "".join(f"    {t},\n" for t in texts) + ")"
         self.lines.append(stmt)
+        t0 = time.perf_counter()
         try:
             results = self.kernel.concurrently(*bodies)
         except Exception as e:
+            self.coverage.call_seconds += time.perf_counter() - t0
             self.fail_with(e, stmt)
+        self.coverage.call_seconds += time.perf_counter() - t0
         for i, (o, res) in enumerate(zip(ops, results, strict=False)):
             if isinstance(res, KernelError):
                 self.coverage.outcomes[_errname(res.errno or 0)] += 1
@@ -402,6 +417,13 @@ class World:
 
     def check(self, where: str) -> None:
         """After a step: no new report in dmesg, every invariant holds."""
+        t1 = time.perf_counter()
+        try:
+            self._check(where)
+        finally:
+            self.coverage.check_seconds += time.perf_counter() - t1
+
+    def _check(self, where: str) -> None:
         k = self.kernel
         if len(k.dmesg) > self._dmesg_seen:
             new = k.splats[self._dmesg_seen :]
@@ -473,8 +495,10 @@ class World:
         self._done = True
         for proc in list(self.procs):
             self.exit(proc)
+        t0 = time.perf_counter()
         # gc is off while a program runs, so all of its cyclic garbage is in generation 0.
         gc.collect(0)
+        self.coverage.check_seconds += time.perf_counter() - t0
         self.check("gc.collect()")
         k = self.kernel
         if k.mms or k.open_files:
