@@ -75,6 +75,11 @@ def test_ci_runs_the_quick_start_test_command() -> None:
 
 def test_docs_are_linked() -> None:
     """The hazards, conformance and demo pages are reachable from the README."""
-    for page in ("docs/hazards.md", "docs/conformance.md", "docs/binder-demo.md"):
+    for page in (
+        "docs/hazards.md",
+        "docs/conformance.md",
+        "docs/binder-demo.md",
+        "docs/fuzzing.md",
+    ):
         assert f"({page})" in README, page
         assert (ROOT / page).exists(), page

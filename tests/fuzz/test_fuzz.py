@@ -257,3 +257,16 @@ def test_cli_bad_arguments(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["fuzz", *argv], io.StringIO())
     assert info.value.code == 2
+
+
+def test_docs_list_every_rule() -> None:
+    """docs/fuzzing.md's table of rules names exactly the state machine's rules."""
+    import re
+    from pathlib import Path
+
+    from safemm.fuzz._rules import OPERATIONS
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "fuzzing.md").read_text()
+    table = text.split("| rule |", 1)[1].split("\n\n", 1)[0]
+    documented = re.findall(r"^\| `(\w+)` \|", table, re.M)
+    assert documented == [*OPERATIONS, "race"]

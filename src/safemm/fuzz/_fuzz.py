@@ -9,6 +9,7 @@ type and contract) is reported once, with its own shrunk reproducer.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
@@ -136,16 +137,24 @@ class FuzzReport:
         """Each distinct failure (what, contract, splat, reproducer), then the summary."""
         parts: list[str] = []
         for i, f in enumerate(self.failures, 1):
+            verified = {True: "reproduces", False: "NOT reproduced by exec", None: "not run"}
             parts.append(
                 f"failure {i}: {f.what}\n"
                 f"  contract: {f.contract or '-'}; kind: {f.kind}; at: {f.step}; "
-                f"{f.steps} steps"
+                f"{f.steps} steps; reproducer {verified[f.verified]}"
+                + (f"\n  raised at: {_short(f.origin)}" if f.kind == "exception" else "")
             )
             if f.splat:
                 parts.append(f.splat)
             parts.append("reproducer:\n" + f.reproducer)
         parts.append(self.summary())
         return "\n\n".join(parts)
+
+
+def _short(path: str) -> str:
+    """``file:line`` relative to the current directory when it is under it."""
+    cwd = os.getcwd() + os.sep
+    return path[len(cwd) :] if path.startswith(cwd) else path
 
 
 def _failure_in(e: BaseException) -> FuzzFailure | None:

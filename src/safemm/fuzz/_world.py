@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno as _errno
 import gc
+import os
 import re
 import time
 from collections import Counter
@@ -53,6 +54,8 @@ __all__ = [
     "UserMapping",
     "World",
 ]
+
+_SAFEMM_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 #: Where the driver under test is registered.
 DEVICE = "/dev/fuzz"
@@ -131,7 +134,8 @@ class FuzzFailure:
         steps: operations in the (shrunk) program.
         program: the program the reproducer renders.
         verified: whether the reproducer was run and failed the same way (None: not run).
-        origin: where an exception was raised (``file:line`` of the innermost frame).
+        origin: where an exception was raised: ``file:line`` of the innermost frame of the
+            driver's code (outside safemm), else of the innermost frame.
     """
 
     kind: str
@@ -455,10 +459,14 @@ class World:
         self, kind: str, e: BaseException, contract: str | None, splat: str | None, where: str
     ) -> NoReturn:
         """Record the failure and stop this program (raises :class:`FailureFound`)."""
+        # Where: the innermost frame of the driver's own code (outside safemm), else the
+        # innermost frame.
         origin = ""
         tb = e.__traceback__
         while tb is not None:
-            origin = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+            loc = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+            if not tb.tb_frame.f_code.co_filename.startswith(_SAFEMM_DIR) or not origin:
+                origin = loc
             tb = tb.tb_next
         e = e.with_traceback(None)
         e.__context__ = None
