@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -18,9 +20,9 @@ def _check(results: list[bench.BenchResult]) -> None:
         assert r.small_label
         assert r.large_label
         assert r.verdict in {"pass", "FAIL", "info"}
-        assert (r.verdict == "info") == (r.target is None)
+        assert (r.verdict == "info") == (r.target is None and r.min_per_s is None)
         d = r.as_dict()
-        assert set(d) >= {"name", "small_ns", "large_ns", "ratio", "target", "verdict"}
+        assert set(d) >= {"name", "small_ns", "large_ns", "ratio", "target", "verdict", "per_s"}
         json.dumps(d)
 
 
@@ -67,13 +69,67 @@ def test_safe_layer() -> None:
     assert (r.small_label, r.large_label) == ("raw model", "safe layer")
 
 
+def test_switch() -> None:
+    results = bench.bench_switch(reps=20, batches=2)
+    _check(results)
+    assert [r.target for r in results] == [5, None]
+    assert results[0].small_label == "mutex lock+unlock"
+    for r in results:
+        rate = r.details["switches_per_s"]
+        assert isinstance(rate, int) and rate > 0
+
+
+def test_switch_mechanism() -> None:
+    results = bench.bench_switch_mechanism(reps=20, batches=2)
+    _check(results)
+    assert [r.verdict for r in results] == ["info", "info"]
+    assert results[0].small_label == "greenlet switch"
+    assert {"greenlet_switches_per_s", "thread_switches_per_s"} <= set(results[0].details)
+
+
+def test_schedules() -> None:
+    (r,) = bench.bench_schedules(reps=2, batches=2)
+    _check([r])
+    assert r.target is None and r.min_per_s == 200
+    assert r.details["schedules_per_s"] == round(r.per_s)
+    steps = r.details["switch_points_per_schedule"]
+    assert isinstance(steps, int) and steps > 3 * bench.SCENARIO_OPS
+
+
+def test_scenario_is_deterministic_per_seed() -> None:
+    assert bench._scenario(3, concurrent=True) == bench._scenario(3, concurrent=True)
+    assert bench._scenario(0, concurrent=False) == 0
+
+
+def _in_git_checkout() -> bool:
+    here = Path(bench.__file__).resolve().parent
+    try:
+        subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _in_git_checkout(), reason="needs a git checkout")
+def test_one_task_against_head() -> None:
+    results = bench.bench_one_task("HEAD", batches=1, scale=0.01)
+    _check(results)
+    assert [r.name.removeprefix("one task: ") for r in results] == list(
+        bench.ONE_TASK_NAMES.values()
+    )
+    assert all(r.target == 1.05 for r in results)
+    assert results[0].small_label == "HEAD"
+
+
 def test_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     results = [
         bench.BenchResult("a", 1000.0, 2000.0, 2.0, "s", "l", 3),
         bench.BenchResult("b", 10.0, 50.0, 5.0, "s", "l", 3, {"nodes": 7}),
         bench.BenchResult("c", 1.0, 1.0, 1.0, "x", "y"),
+        bench.BenchResult("d", 1.0, 1e6, 1.0, "x", "y", min_per_s=200),
+        bench.BenchResult("e", 1.0, 1e8, 1.0, "x", "y", min_per_s=200),
     ]
-    assert [r.verdict for r in results] == ["pass", "FAIL", "info"]
+    assert [r.verdict for r in results] == ["pass", "FAIL", "info", "pass", "FAIL"]
     table = bench.format_table(results)
     header = table.splitlines()[0].split()
     assert header == ["benchmark", "small", "large", "ratio", "target", "verdict"]
@@ -82,7 +138,7 @@ def test_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     code = bench.main(["--json", "--small", "4", "--large", "8", "--scale", "0.01"])
     doc = json.loads(capsys.readouterr().out)
     assert code in (0, 1)
-    assert len(doc["results"]) == 10  # 8 + the fuzzer, sequential and with races
+    assert len(doc["results"]) == 15  # 13 + the fuzzer, sequential and with races
     assert {r["verdict"] for r in doc["results"]} <= {"pass", "FAIL", "info"}
 
 

@@ -278,7 +278,7 @@ def snapshot(k: Kernel) -> Snapshot:
             None if pg.data is None else bytes(pg.data),
             pg.special_maps,
         )
-        for pg in k.pages.pages
+        for pg in k.pages.frames()
         if pg.kind.value != "free"
     )
     mappings: dict[int, AddressSpace] = {}

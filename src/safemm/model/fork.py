@@ -153,7 +153,7 @@ def dup_mmap(mm: MmStruct, oldmm: MmStruct) -> None:
                     tmp.anon_vma_chain = 0
                 elif vma.anon_vma is not None:
                     # anon_vma_fork: the child links the parent's chain plus its own anon_vma.
-                    tmp.anon_vma = AnonVma(vma.anon_vma.root)
+                    tmp.anon_vma = AnonVma(vma.vm_mm.kernel, vma.anon_vma.root)
                     tmp.anon_vma_chain = vma.anon_vma_chain + 1
                 if tmp.vm_file is not None:
                     get_file(tmp.vm_file)

@@ -13,7 +13,6 @@ with ``Kernel.register_device``, anonymous inodes a driver allocates, the shmem 
 from __future__ import annotations
 
 import errno
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -42,7 +41,6 @@ __all__ = [
 FMODE_READ = 0x1
 FMODE_WRITE = 0x2
 
-_inos = itertools.count(100)
 I_MMAP_CLASS = LockClass("&mapping->i_mmap_rwsem")
 
 
@@ -97,7 +95,7 @@ class Inode:
 
     def __init__(self, kernel: Kernel, kind: str, device: Device | None = None) -> None:
         self.kernel = kernel
-        self.ino = next(_inos)
+        self.ino = kernel.new_id("ino", 100)
         self.kind = kind
         self.device = device
         self.i_size = 0
@@ -134,12 +132,10 @@ class File:
         "released",
     )
 
-    _ids = itertools.count(1)
-
     def __init__(
         self, kernel: Kernel, inode: Inode, fops: FileOperationsStruct | None, mode: int, path: str
     ) -> None:
-        self.id = next(File._ids)
+        self.id = kernel.new_id("file")
         self.kernel = kernel
         self.f_inode = inode
         self.f_mapping = inode.i_mapping

@@ -115,11 +115,18 @@ def _check_ptes(k: Kernel, mm: MmStruct, mapcounts: Counter[int]) -> None:
 
 def _check_pages(k: Kernel, mapcounts: Counter[int]) -> None:
     alloc = k.pages
-    free = set(alloc.free)
-    if len(free) != len(alloc.free):
+    recycled, unused = alloc.free_parts()
+    free = set(recycled)
+    if len(free) != len(recycled) or any(pfn >= unused for pfn in recycled):
         _fail("free-list", "a frame is on the free list twice")
-    for page in alloc.pages[1:]:
-        is_free = page.pfn in free
+    frames = alloc.frames()
+    n = len(frames)
+    # A pfn above the created frames has never been allocated: it must be free.
+    never = sum(1 for pfn in recycled if pfn >= n) + alloc.nr_pages + 1 - max(unused, n)
+    if never != alloc.nr_pages + 1 - n:
+        _fail("free-list", "a frame that was never allocated is not on the free list")
+    for page in frames[1:]:
+        is_free = page.pfn in free or page.pfn >= unused
         if is_free != (page.kind is PageKind.FREE):
             _fail("free-list", f"{page!r} free-list membership disagrees with its kind")
         if is_free:

@@ -95,18 +95,37 @@ class _DriverHook:
         self.frame = frame
 
     def __enter__(self) -> None:
-        k = self.kernel
-        k._frames.append(self.frame)
-        if k._sched is not None and self.frame.owner is not None:
-            k._sched.point(SwitchKind.HOOK_ENTER, self.frame.name)
+        self.kernel._frames.append(self.frame)
 
     def __exit__(self, *exc: object) -> None:
-        k = self.kernel
-        frames = k._frames
+        frames = self.kernel._frames
         if frames and frames[-1] is self.frame:
             frames.pop()
-        if k._sched is not None and self.frame.owner is not None and exc[0] is None:
-            k._sched.point(SwitchKind.HOOK_EXIT, self.frame.name)
+
+
+class _SchedDriverHook(_DriverHook):
+    """A driver hook inside :meth:`Kernel.concurrently`: its entry and exit are switch
+    points. (Outside it, :meth:`Kernel.driver_hook` returns the plain :class:`_DriverHook`,
+    so one task pays nothing for the run queue.)"""
+
+    __slots__ = ("sched",)
+
+    def __init__(self, kernel: Kernel, frame: _Frame, sched: Scheduler) -> None:
+        super().__init__(kernel, frame)
+        self.sched = sched
+
+    @override
+    def __enter__(self) -> None:
+        self.kernel._frames.append(self.frame)
+        self.sched.point(SwitchKind.HOOK_ENTER, self.frame.name)
+
+    @override
+    def __exit__(self, *exc: object) -> None:
+        frames = self.kernel._frames
+        if frames and frames[-1] is self.frame:
+            frames.pop()
+        if exc[0] is None:
+            self.sched.point(SwitchKind.HOOK_EXIT, self.frame.name)
 
 
 class _Entry:
@@ -121,26 +140,60 @@ class _Entry:
 
     def __enter__(self) -> Task:
         k = self.kernel
-        s = k._sched
-        if s is not None:
-            s.claim(self.task)
         k._tasks.append(self.task)
         k._frames.append(_Frame(None, None, self.name, entry=True))
-        if s is not None:
-            s.point(
-                SwitchKind.FAULT if self.name == "page fault" else SwitchKind.SYSCALL_ENTER,
-                self.name,
-            )
         return self.task
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         k = self.kernel
-        s = k._sched
         try:
             k._run_task_work()
             if exc_type is None and self.task.held_locks and len(k._tasks) == 2:
                 k._lock_held_on_return(self.task, self.name)
-            if s is not None and exc_type is None:
+        finally:
+            k._frames.pop()
+            k._tasks.pop()
+            if self.task.preempt_reset:
+                # The return to user space fixes up the count the scheduler reset.
+                self.task.preempt_reset = False
+        if len(k._tasks) == 1:
+            k._run_deferred()
+
+
+class _SchedEntry(_Entry):
+    """A kernel entry inside :meth:`Kernel.concurrently`: the task is claimed by the running
+    context, entry (or page-fault entry) and exit are switch points, and deferred work is
+    left to the kworker. (Outside it, :meth:`Kernel.enter` returns the plain
+    :class:`_Entry`, so one task pays nothing for the run queue.)"""
+
+    __slots__ = ("sched",)
+
+    def __init__(self, kernel: Kernel, task: Task, name: str, sched: Scheduler) -> None:
+        super().__init__(kernel, task, name)
+        self.sched = sched
+
+    @override
+    def __enter__(self) -> Task:
+        k = self.kernel
+        s = self.sched
+        s.claim(self.task)
+        k._tasks.append(self.task)
+        k._frames.append(_Frame(None, None, self.name, entry=True))
+        s.point(
+            SwitchKind.FAULT if self.name == "page fault" else SwitchKind.SYSCALL_ENTER,
+            self.name,
+        )
+        return self.task
+
+    @override
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        k = self.kernel
+        s = self.sched
+        try:
+            k._run_task_work()
+            if exc_type is None and self.task.held_locks and len(k._tasks) == 2:
+                k._lock_held_on_return(self.task, self.name)
+            if exc_type is None:
                 s.point(SwitchKind.SYSCALL_EXIT, self.name)
         finally:
             k._frames.pop()
@@ -148,10 +201,7 @@ class _Entry:
             if self.task.preempt_reset:
                 # The return to user space fixes up the count the scheduler reset.
                 self.task.preempt_reset = False
-            if s is not None:
-                s.release(self.task)
-        if len(k._tasks) == 1 and s is None:
-            k._run_deferred()
+            s.release(self.task)
 
 
 class _PseudoLock(_Lock):
@@ -211,6 +261,8 @@ class Kernel:
         self.shrinkers: list[Shrinker] = []
         self.open_files: dict[int, File] = {}
         self._pids = itertools.count(1)
+        #: Per-kernel numbering of mms, VMAs, anon_vmas, files, inodes, ... (see ``new_id``).
+        self._ids: dict[str, itertools.count[int]] = {}
         self._idle = Task(self, 0, "swapper/0", PF_KTHREAD)
         self._kswapd = Task(self, 0, "kswapd0", PF_KTHREAD | PF_MEMALLOC)
         self._kworker = Task(self, 0, "kworker/0:1", PF_KTHREAD)
@@ -268,10 +320,11 @@ class Kernel:
         sched = Scheduler(self, self.sched_policy, self.max_steps)
         self._sched = sched
         try:
-            return sched.run(bodies)
+            results = sched.run(bodies)
         finally:
             self._sched = None
-            self._run_deferred()
+        self._run_deferred()
+        return results
 
     def register_device(
         self, path: str, ops: FileOperationsStruct | FileOperationsProvider
@@ -383,17 +436,21 @@ class Kernel:
         text = splat.render()
         self.splats.append(splat)
         self.dmesg.append(text)
+        error: KernelBug | KernelWarning | None = None
         if kind is SplatKind.DEADLOCK:
-            if contract == "livelock":
-                raise Livelock(text, splat)
-            raise Deadlock(text, splat)
-        if kind is SplatKind.BUG:
-            raise KernelBug(text, splat)
-        if kind is SplatKind.LEAK:
+            error = Livelock(text, splat) if contract == "livelock" else Deadlock(text, splat)
+        elif kind is SplatKind.BUG:
+            error = KernelBug(text, splat)
+        elif kind is SplatKind.LEAK:
             self.leaks.append(splat)
-            return
-        if kind in WARN_KINDS and self.panic_on_warn:
-            raise KernelWarning(text, splat)
+        elif kind in WARN_KINDS and self.panic_on_warn:
+            error = KernelWarning(text, splat)
+        if error is not None:
+            if s is not None:
+                # The concurrent run ends here: this task unwinds without switching or
+                # reporting again, then the others are unwound.
+                s.fail(error)
+            raise error
 
     def leak(self, what: str, message: str) -> None:
         """Record a leak found outside any call (from a finaliser): never raises."""
@@ -409,11 +466,15 @@ class Kernel:
 
     def enter(self, task: Task, name: str) -> _Entry:
         """Enter the kernel as ``task`` (a syscall, fault, kswapd or work item)."""
-        return _Entry(self, task, name)
+        s = self._sched
+        return _Entry(self, task, name) if s is None else _SchedEntry(self, task, name, s)
 
     def driver_hook(self, owner: object, file: File | None, name: str) -> _DriverHook:
         """Mark that the driver ``owner`` runs ``name`` (its hook, ioctl or shrinker)."""
-        return _DriverHook(self, _Frame(owner, file, name))
+        s = self._sched
+        if s is None or owner is None:
+            return _DriverHook(self, _Frame(owner, file, name))
+        return _SchedDriverHook(self, _Frame(owner, file, name), s)
 
     def kernel_section(self, name: str) -> _DriverHook:
         """Mark core kernel code running on behalf of whoever called it (``exit_mmap`` from a
@@ -509,6 +570,15 @@ class Kernel:
     def next_pid(self) -> int:
         """Allocate a pid."""
         return next(self._pids)
+
+    def new_id(self, kind: str, first: int = 1) -> int:
+        """The next number of a kind of object (``mm``, ``vma``, ``file``, ...) in this
+        machine: numbered per kernel, not per interpreter, so that two machines built the
+        same way name their objects alike and a schedule's trace replays word for word."""
+        c = self._ids.get(kind)
+        if c is None:
+            c = self._ids[kind] = itertools.count(first)
+        return next(c)
 
 
 def _report_leaks_at_exit() -> None:

@@ -10,8 +10,9 @@ Outside ``Kernel.concurrently`` one task runs at a time, so a blocking acquisiti
 that is not free can never succeed (its holder cannot run): the model reports that as a
 :class:`Deadlock` instead of hanging. Inside it, the task *blocks* — it joins the lock's wait
 queue and another task runs — and is woken by the release, with each lock's kernel semantics
-(a mutex wakes its first waiter, which may find the lock stolen; an rwsem queues new readers
-behind a waiting writer and hands the lock to all queued readers at once); every acquire,
+(a mutex wakes its first waiter, which may find the lock stolen once, and is then handed it; a
+spinlock is taken in queue order; an rwsem queues new readers behind a waiting writer and
+hands the lock to all queued readers at once); every acquire,
 release and failed trylock is a switch point. ``RwSemaphore.queued_writers`` simulates a
 writer waiting in another task without running one.
 """
@@ -96,7 +97,16 @@ class Lockdep:
         """Record an acquisition (``lock_acquire``); check it unless it is a trylock (or was
         checked before the task blocked on it)."""
         if not trylock and task.held_locks:
-            self.check(task, lock, where)
+            # check(), inlined: this runs at every lock acquisition.
+            cls = lock.lock_class
+            for held in task.held_locks:
+                hcls = held.lock.lock_class
+                if hcls is cls:
+                    continue
+                edges = self._after.get(hcls)
+                if edges is not None and cls in edges:
+                    continue
+                self._add_edge(hcls, cls, where, task)
         task.held_locks.append(HeldLock(lock, read, where))
 
     def check(self, task: Task, lock: _Lock, where: str) -> None:
@@ -207,34 +217,39 @@ def _label(where: str, name: str) -> str:
 class _OwnedLock(_Lock):
     """An exclusive lock with a strict owner (what a spinlock and a mutex share).
 
-    Invariant: ``owner`` is the task holding it, or None; ``waiters`` are the contexts
-    blocked on it inside ``Kernel.concurrently``, first come first. Subclasses say whether
-    taking it sleeps (``mutex``) or disables preemption (``spinlock``) and how an unlock by
-    the wrong task is titled.
+    Invariant: ``owner`` is the task holding it, or None — or the first waiter, handed the
+    lock by the unlock before it ran again; ``waiters`` are the contexts blocked on it inside
+    ``Kernel.concurrently``, first come first; ``handoff`` is set while the first waiter, woken
+    once and robbed, asks for the lock to be handed to it. Subclasses say whether taking it
+    sleeps (``mutex``) or disables preemption (``spinlock``), whether an unlock always hands
+    it to the first waiter (``spinlock``) and how an unlock by the wrong task is titled.
     """
 
-    __slots__ = ("owner", "waiters")
+    __slots__ = ("handoff", "owner", "waiters")
 
     #: Taking it may sleep (``might_sleep`` in the blocking acquisition).
     _sleeps = False
     #: Holding it is atomic context (raises the preempt count).
     _atomic = False
+    #: Waiters get it strictly in queue order: the unlock hands it to the first one.
+    _fifo = False
     _wrong_owner_title = "BUG: lock wrong owner"
 
     def __init__(self, name: str, lock_class: LockClass | None = None) -> None:
         super().__init__(name, lock_class)
         self.owner: Task | None = None
         self.waiters: list[Context] = []
+        self.handoff = False
 
     def _acquire(self, kernel: Kernel, where: str) -> None:
         """The blocking acquisition: waits for the owner inside ``Kernel.concurrently``;
         outside it, a lock held for ever (by anyone) is a deadlock."""
-        if self._sleeps:
-            might_sleep(kernel, where, switch=False)
+        t = kernel.current
+        if self._sleeps and (t.preempt_count or t.rcu_depth or t.irqs_disabled):
+            might_sleep(kernel, where, switch=False)  # the report (its check, inlined)
         s = kernel._sched
         if s is not None:
             s.point(SwitchKind.LOCK, _label(where, self.name))
-        t = kernel.current
         if self.owner is t:
             _recursive(kernel, t, self, where)
             _deadlock(kernel, t, self, "itself", where)
@@ -255,15 +270,29 @@ class _OwnedLock(_Lock):
             t.preempt_count += 1
 
     def _wait(self, s: Scheduler, t: Task, where: str) -> None:
-        """Sleep (mutex) or spin (spinlock) until the lock is free; a woken waiter that finds
-        it taken again (stolen) waits again, keeping its place."""
+        """Sleep (mutex) or spin (spinlock) until the lock is free or handed to ``t``.
+
+        A woken mutex waiter that finds the lock taken again (stolen by a task that locked
+        it before the waiter ran) waits again, keeping its place; if it is the first waiter
+        it sets the handoff flag, so the next unlock hands the lock straight to it
+        (kernel/locking/mutex.c ``__mutex_trylock_or_handoff``, ``__mutex_handoff``).
+        """
         verb = "mutex" if self._sleeps else "spinlock"
         me = s.current
         self.waiters.append(me)
         try:
-            while self.owner is not None:
+            while self.owner not in (None, t):
                 s.block(lambda: f"{verb} {self.name}, held by {_who(self.owner)}")
+                if self.owner not in (None, t) and self.waiters[0] is me:
+                    self.handoff = True
+        except BaseException:
+            # Unwound (a failed run) after the unlock handed it over: it was never taken.
+            if self.owner is t:
+                self.owner = None
+            raise
         finally:
+            if self.waiters and self.waiters[0] is me:
+                self.handoff = False
             if me in self.waiters:
                 self.waiters.remove(me)
 
@@ -303,8 +332,16 @@ class _OwnedLock(_Lock):
             t.preempt_count -= 1
         s = kernel._sched
         if s is not None:
+            if self._atomic and not t.preempt_count:
+                s.wake_up_var(kernel.rcu)  # the implied RCU read-side section ended
             if self.waiters:
-                s.wake(self.waiters[0])
+                first = self.waiters[0]
+                if self._fifo or self.handoff:
+                    # __mutex_handoff / the qspinlock queue head: the first waiter owns it
+                    # from now on; nobody can steal it before the waiter runs.
+                    self.owner = first.task
+                    self.handoff = False
+                s.wake(first)
             s.point(SwitchKind.UNLOCK, _label(where, self.name))
 
 
@@ -312,11 +349,13 @@ class SpinLock(_OwnedLock):
     """A ``spinlock_t`` (kernel/locking/spinlock.c): holding it disables preemption, so the
     holder is in atomic context.
 
-    Invariant: ``owner`` is the task holding it, or None.
+    Invariant: ``owner`` is the task holding it, or None. Waiters get it in the order they
+    came (the MCS queue of kernel/locking/qspinlock.c: the unlock hands it to the queue head).
     """
 
     __slots__ = ()
     _atomic = True
+    _fifo = True
     _wrong_owner_title = "BUG: spinlock wrong owner on CPU#0"
 
     def lock(self, kernel: Kernel, where: str = "kernel/locking/spinlock.c:spin_lock") -> None:
@@ -405,11 +444,12 @@ class RwSemaphore(_Lock):
         """``down_read()``: may sleep. Inside ``Kernel.concurrently`` it queues behind a
         held or queued writer (``rwsem_down_read_slowpath``: a reader steals the lock only
         when nobody holds it); outside, blocking there is a deadlock."""
-        might_sleep(kernel, where, switch=False)
+        t = kernel.current
+        if t.preempt_count or t.rcu_depth or t.irqs_disabled:
+            might_sleep(kernel, where, switch=False)  # the report (its check, inlined)
         s = kernel._sched
         if s is not None:
             s.point(SwitchKind.LOCK, _label(where, self.name))
-        t = kernel.current
         if self.writer is not None:
             if self.writer is t:
                 _recursive(kernel, t, self, where)
@@ -447,6 +487,12 @@ class RwSemaphore(_Lock):
                     t.kernel.lockdep.acquire(t, self, read=False, trylock=True, where=where)
                     self.writer = t
                     return
+        except BaseException:
+            if w.granted and not write and t in self.readers:
+                # Unwound (a failed run) after rwsem_mark_wake granted it: give it back.
+                self.readers.remove(t)
+                t.kernel.lockdep.release(t, self, where)
+            raise
         finally:
             if not w.granted and w in self.waiters:
                 self.waiters.remove(w)
@@ -493,11 +539,12 @@ class RwSemaphore(_Lock):
     def down_write(self, kernel: Kernel, where: str) -> None:
         """``down_write()``: may sleep; inside ``Kernel.concurrently`` it waits for every
         holder; outside, blocking there is a deadlock."""
-        might_sleep(kernel, where, switch=False)
+        t = kernel.current
+        if t.preempt_count or t.rcu_depth or t.irqs_disabled:
+            might_sleep(kernel, where, switch=False)  # the report (its check, inlined)
         s = kernel._sched
         if s is not None:
             s.point(SwitchKind.LOCK, _label(where, self.name))
-        t = kernel.current
         if self.writer is not None or self.readers:
             if self.writer is t or t in self.readers:
                 _recursive(kernel, t, self, where)

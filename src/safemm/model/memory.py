@@ -695,7 +695,7 @@ def anon_vma_prepare(vma: Vma) -> None:
     from .vma import find_mergeable_anon_vma
 
     av = find_mergeable_anon_vma(vma)
-    vma.anon_vma = av if av is not None else AnonVma()
+    vma.anon_vma = av if av is not None else AnonVma(vma.vm_mm.kernel)
     vma.anon_vma_chain = 1
 
 

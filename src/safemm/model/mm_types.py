@@ -6,7 +6,6 @@ that change them live in the files named after the kernel's (memory.py, vma.py, 
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -47,9 +46,6 @@ VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV
 #: (arch/x86/mm/mmap.c mmap_base).
 MMAP_BASE = TASK_SIZE - (128 << 20)
 
-_mm_ids = itertools.count(1)
-_vma_ids = itertools.count(1)
-_anon_ids = itertools.count(1)
 
 MMAP_LOCK_CLASS = LockClass("&mm->mmap_lock")
 
@@ -63,8 +59,8 @@ class AnonVma:
 
     __slots__ = ("id", "root")
 
-    def __init__(self, root: AnonVma | None = None) -> None:
-        self.id = next(_anon_ids)
+    def __init__(self, kernel: Kernel, root: AnonVma | None = None) -> None:
+        self.id = kernel.new_id("anon_vma")
         self.root: AnonVma = self if root is None else root
 
     @override
@@ -129,7 +125,7 @@ class Vma:
     )
 
     def __init__(self, mm: MmStruct, start: int, end: int, pgoff: int, flags: int) -> None:
-        self.id = next(_vma_ids)
+        self.id = mm.kernel.new_id("vma")
         self.vm_mm = mm
         self.vm_start = start
         self.vm_end = end
@@ -202,7 +198,9 @@ class MmStruct:
     Invariant: ``mm_users >= 0``, ``mm_count >= 1`` while the struct is alive (all users
     together hold one ``mm_count``); once ``mm_users`` reached 0 the address space was torn
     down (``exited``) and never comes back; ``mm_mt`` holds the attached VMAs, disjoint.
-    ``mm_lock_seq`` counts mmap write-lock epochs (bumped by ``vma_end_write_all``).
+    ``mm_lock_seq`` is the kernel's ``mm_lock_seq`` seqcount: odd while the mmap lock is
+    write-held (``mm_lock_seqcount_begin`` in ``mmap_write_lock``), even after
+    ``vma_end_write_all``.
     """
 
     __slots__ = (
@@ -225,7 +223,7 @@ class MmStruct:
 
     def __init__(self, kernel: Kernel, owner_pid: int) -> None:
         self.kernel = kernel
-        self.id = next(_mm_ids)
+        self.id = kernel.new_id("mm")
         self.owner_pid = owner_pid
         self.mm_users = 1
         self.mm_count = 1

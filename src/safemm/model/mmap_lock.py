@@ -84,26 +84,36 @@ def mmap_read_unlock(mm: MmStruct) -> None:
 
 
 def mmap_write_lock(mm: MmStruct) -> None:
-    """``mmap_write_lock``: may sleep."""
+    """``mmap_write_lock``: may sleep; once the lock is taken, ``mm_lock_seqcount_begin``
+    makes ``mm_lock_seq`` odd (a write-lock epoch begins)."""
     _check_users(mm, _F + "mmap_write_lock")
     mm.kernel.counters.mmap_write_lock += 1
     mm.mmap_lock.down_write(mm.kernel, _F + "mmap_write_lock")
+    mm.mm_lock_seq += 1
 
 
 def mmap_write_trylock(mm: MmStruct) -> bool:
-    """``mmap_write_trylock``."""
+    """``mmap_write_trylock`` (``mm_lock_seqcount_begin`` on success)."""
     k = mm.kernel
     k.counters.mmap_write_trylock += 1
     ok = mm.mmap_lock.down_write_trylock(k, _F + "mmap_write_trylock")
-    if not ok:
+    if ok:
+        mm.mm_lock_seq += 1
+    else:
         k.counters.mmap_write_trylock_failed += 1
     return ok
 
 
-def mmap_write_unlock(mm: MmStruct) -> None:
-    """``mmap_write_unlock``: also ends every VMA write lock (``vma_end_write_all``)."""
+def _vma_end_write_all(mm: MmStruct) -> None:
+    """``vma_end_write_all``: ``mm_lock_seqcount_end`` makes ``mm_lock_seq`` even again, so
+    every VMA stamped in this epoch is write-unlocked at once."""
     if mm.mmap_lock.writer is mm.kernel.current:
         mm.mm_lock_seq += 1
+
+
+def mmap_write_unlock(mm: MmStruct) -> None:
+    """``mmap_write_unlock``: also ends every VMA write lock (``vma_end_write_all``)."""
+    _vma_end_write_all(mm)
     mm.mmap_lock.up_write(mm.kernel, _F + "mmap_write_unlock")
 
 
@@ -111,8 +121,7 @@ def mmap_write_downgrade(mm: MmStruct) -> None:
     """``mmap_write_downgrade``: keep a read lock; VMA write locks end."""
     k = mm.kernel
     k.counters.mmap_write_downgrade += 1
-    if mm.mmap_lock.writer is k.current:
-        mm.mm_lock_seq += 1
+    _vma_end_write_all(mm)
     mm.mmap_lock.downgrade_write(k, _F + "mmap_write_downgrade")
 
 
@@ -143,9 +152,12 @@ def mmap_assert_write_locked(mm: MmStruct, where: str) -> None:
 
 
 def vma_is_write_locked(vma: Vma) -> bool:
-    """``__is_vma_write_locked``: written in this mmap write-lock epoch."""
-    mm = vma.vm_mm
-    return vma.vm_lock_seq == mm.mm_lock_seq and mm.mmap_lock.writer is not None
+    """``__is_vma_write_locked``'s comparison, which ``vma_start_read`` makes too: the VMA
+    was stamped in the current ``mm_lock_seq`` epoch. The sequence is odd while the mmap
+    lock is write-held, so a stamp made under it ends with the epoch; a stamp made without
+    it (``vm_flags_set`` under only the read lock: reported) matches the even sequence and
+    makes per-VMA readers fail until the next write-lock epoch, as in the kernel."""
+    return vma.vm_lock_seq == vma.vm_mm.mm_lock_seq
 
 
 def vma_start_write(vma: Vma, where: str = _F + "vma_start_write") -> None:
@@ -157,7 +169,7 @@ def vma_start_write(vma: Vma, where: str = _F + "vma_start_write") -> None:
         return
     might_sleep(k, where)
     s = k._sched
-    if vma.readers and s is not None and k.current not in vma.readers:
+    if s is not None and vma.readers and k.current not in vma.readers:
         # __vma_start_write: readers fail from now on; wait for the ones inside to leave.
         vma.vm_lock_seq = mm.mm_lock_seq
         while vma.readers:
@@ -178,8 +190,9 @@ def vma_start_write(vma: Vma, where: str = _F + "vma_start_write") -> None:
 
 
 def vma_assert_write_locked(vma: Vma, where: str) -> None:
-    """``vma_assert_write_locked`` (VM_WARN_ON_ONCE_VMA)."""
-    if not vma_is_write_locked(vma):
+    """``vma_assert_write_locked`` (VM_WARN_ON_ONCE_VMA; ``__is_vma_write_locked`` also
+    asserts the mmap write lock)."""
+    if vma.vm_mm.mmap_lock.writer is None or not vma_is_write_locked(vma):
         vma.vm_mm.kernel.report(
             SplatKind.WARNING,
             "vma-write-locked",

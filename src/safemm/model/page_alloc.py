@@ -169,9 +169,26 @@ class PageAllocator:
     Invariant: ``len(free) + allocated == nr_pages``; a frame is in ``free`` exactly when its
     page's kind is FREE. pfn 0 is the zero page; pfns ``1..nr_pages`` are RAM (``pfn_valid``);
     higher pfns are device memory without a struct page (``iomem``).
+
+    The free list and the ``struct page`` objects are created on first use (a kernel is built
+    once per test example or explored schedule, and most never touch more than a few of their
+    16,384 frames). Conceptually ``free`` is ``[nr_pages, ..., 1]`` at boot, popped from the
+    end and pushed back on free; the allocator keeps only the pushed-back part (``_recycled``)
+    and the lowest pfn never handed out (``_unused``): the pfns ``_unused..nr_pages`` are the
+    bottom of the list. :meth:`frames` holds the pages of pfns ``0..len(frames())-1``; a pfn
+    above them has never been used, so it is free.
     """
 
-    __slots__ = ("free", "hugepages", "iomem", "kernel", "nr_pages", "pages", "zero_page")
+    __slots__ = (
+        "_pages",
+        "_recycled",
+        "_unused",
+        "hugepages",
+        "iomem",
+        "kernel",
+        "nr_pages",
+        "zero_page",
+    )
 
     def __init__(self, kernel: Kernel, nr_pages: int, nr_hugepages: int) -> None:
         if nr_pages < 1:
@@ -182,10 +199,10 @@ class PageAllocator:
         self.nr_pages = nr_pages
         self.zero_page = Page(ZERO_PFN, PageKind.ZERO)
         self.zero_page.refcount = 1
-        self.pages: list[Page] = [self.zero_page]
-        self.pages.extend(Page(pfn, PageKind.FREE) for pfn in range(1, nr_pages + 1))
+        self._pages: list[Page] = [self.zero_page]
         # Pop from the end; allocate low pfns first so runs are easy to read.
-        self.free: list[int] = list(range(nr_pages, 0, -1))
+        self._recycled: list[int] = []
+        self._unused = 1
         self.hugepages: list[HugePage] = [HugePage(i) for i in range(nr_hugepages)]
         #: Contents of device memory (pfns beyond RAM), for raw pfn mappings.
         self.iomem: dict[int, bytearray] = {}
@@ -193,15 +210,52 @@ class PageAllocator:
     @property
     def nr_free(self) -> int:
         """Free frames."""
-        return len(self.free)
+        return len(self._recycled) + self.nr_pages + 1 - self._unused
+
+    @property
+    def free(self) -> list[int]:
+        """The free list (pfns, the next one to be allocated last)."""
+        if self._unused <= self.nr_pages:
+            self._recycled[:0] = range(self.nr_pages, self._unused - 1, -1)
+            self._unused = self.nr_pages + 1
+        return self._recycled
 
     def pfn_valid(self, pfn: int) -> bool:
         """Whether ``pfn`` has a ``struct page`` (``pfn_valid``)."""
         return 0 <= pfn <= self.nr_pages
 
+    @property
+    def pages(self) -> list[Page]:
+        """Every frame's page, indexed by pfn (``mem_map``); creates the ones not yet used."""
+        self._grow(self.nr_pages)
+        return self._pages
+
+    def free_parts(self) -> tuple[list[int], int]:
+        """The free list without creating it: the pfns pushed back on it (``recycled``, the
+        top of the list) and the lowest pfn never handed out (every RAM pfn from it up is
+        free, at the bottom of the list)."""
+        return self._recycled, self._unused
+
+    def frames(self) -> list[Page]:
+        """The pages created so far: pfns ``0..len(frames())-1`` (every higher RAM pfn is
+        free and has never been used)."""
+        return self._pages
+
+    def _grow(self, pfn: int) -> Page:
+        """Create the pages up to ``pfn`` (at least doubling, so growing is amortised)."""
+        pages = self._pages
+        n = len(pages)
+        if pfn >= n:
+            if pfn > self.nr_pages:
+                raise IndexError(f"pfn {pfn} has no struct page")
+            end = min(self.nr_pages + 1, max(pfn + 1, 2 * n, 64))
+            pages.extend([Page(p, PageKind.FREE) for p in range(n, end)])
+        return pages[pfn]
+
     def pfn_to_page(self, pfn: int) -> Page:
         """``pfn_to_page``."""
-        return self.pages[pfn]
+        pages = self._pages
+        return pages[pfn] if pfn < len(pages) else self._grow(pfn)
 
     def alloc_page(self, gfp: int, kind: PageKind = PageKind.KERNEL) -> Page:
         """``alloc_pages(gfp, 0)``: one frame with refcount 1, or KernelError(ENOMEM).
@@ -222,15 +276,24 @@ class PageAllocator:
         if kernel.fault_inject.should_fail("alloc_page"):
             kernel.counters.alloc_failed += 1
             raise KernelError(errno.ENOMEM, "page allocation failed (fault injection)")
-        if not self.free and may_reclaim:
+        recycled = self._recycled
+        if not recycled and self._unused > self.nr_pages and may_reclaim:
             kernel.counters.direct_reclaim += 1
             kernel.direct_reclaim(gfp)
-        if not self.free:
+        if recycled:
+            pfn = recycled.pop()
+        elif self._unused <= self.nr_pages:
+            pfn = self._unused
+            self._unused = pfn + 1
+        else:
             kernel.counters.alloc_failed += 1
             raise KernelError(
                 errno.ENOMEM, f"out of memory: all {self.nr_pages} page frames are in use"
             )
-        page = self.pages[self.free.pop()]
+        try:
+            page = self._pages[pfn]
+        except IndexError:
+            page = self._grow(pfn)
         page.kind = kind
         page.refcount = 1
         page.mapcount = 0
@@ -291,7 +354,7 @@ class PageAllocator:
             )
         page.kind = PageKind.FREE
         page.mapping = None
-        self.free.append(page.pfn)
+        self._recycled.append(page.pfn)
         kernel.counters.pgfree += 1
 
     def alloc_hugepage(self) -> HugePage:

@@ -19,7 +19,6 @@ stays detectably freed forever).
 
 from __future__ import annotations
 
-import itertools
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from typing_extensions import override
@@ -32,8 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["RcuObject", "RcuPointer", "kfree_rcu"]
 
 T = TypeVar("T")
-
-_ids = itertools.count(1)
 
 
 class RcuObject(Generic[T]):
@@ -48,7 +45,7 @@ class RcuObject(Generic[T]):
 
     def __init__(self, kernel: Kernel, name: str, value: T) -> None:
         self.kernel = kernel
-        self.id = next(_ids)
+        self.id = kernel.new_id("rcu")
         self.name = name
         self.value = value
         self.queued = False

@@ -226,6 +226,8 @@ class Scheduler:
         self.preemptions = 0
         self.trace: list[TraceEvent] = []
         self.aborting = False
+        #: The first report that ended the run (see :meth:`fail`), raised by :meth:`run`.
+        self.failure: BaseException | None = None
         self.kworker: Context | None = None
         self._var_waiters: dict[int, list[Context]] = {}
         policy.begin(self)
@@ -259,8 +261,11 @@ class Scheduler:
                 nxt.glet.switch()
                 self._save(self.current)
                 failed = next((c for c in self.contexts if c.error is not None), None)
-                if failed is not None:
+                if failed is not None or self.failure is not None:
                     break
+            if self.failure is not None:
+                self._abort()
+                raise self.failure
             if failed is not None:
                 self._abort()
                 assert failed.error is not None
@@ -319,6 +324,15 @@ class Scheduler:
         k._task_work = ctx.task_work
         self.current = ctx
 
+    def fail(self, error: BaseException) -> None:
+        """A report that ends the run (a BUG, a deadlock, a WARN under ``panic_on_warn``) is
+        being raised in the running context: from now on nothing switches and nothing more
+        is reported, so that context unwinds alone, then :meth:`run` unwinds the others and
+        raises ``error`` — even if the body caught it, as a panic cannot be caught."""
+        if self.failure is None:
+            self.failure = error
+        self.aborting = True
+
     def _abort(self) -> None:
         """Unwind every unfinished context (its ``finally`` blocks release what it holds)
         with reports and switches off; the run's failure is what propagates."""
@@ -369,7 +383,9 @@ class Scheduler:
         """A switch point in the running context: the policy may run another task here.
 
         Nothing switches in atomic context (the task holds a spinlock, is in an RCU
-        read-side section or has interrupts off).
+        read-side section or has interrupts off) — except at ``schedule()``, where the task
+        really sleeps: the kernel switches there even from atomic context, after reporting
+        it (a reader that sleeps stays an RCU reader: the grace period waits for it).
         """
         if self.aborting:
             return
@@ -379,7 +395,7 @@ class Scheduler:
         self.steps += 1
         if self.steps > self.max_steps:
             self._livelock()
-        if t.preempt_count or t.rcu_depth or t.irqs_disabled:
+        if (t.preempt_count or t.rcu_depth or t.irqs_disabled) and kind is not SwitchKind.SCHEDULE:
             return
         cands = [c for c in self.contexts if c.state == _RUNNABLE]
         yields = kind in _YIELDS

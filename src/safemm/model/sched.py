@@ -190,6 +190,7 @@ class Rcu:
         t.rcu_depth -= 1
         s = self.kernel._sched
         if s is not None and not t.rcu_depth:
+            s.wake_up_var(self)  # a synchronize_rcu may be waiting for this reader
             s.point(SwitchKind.RCU_UNLOCK, "rcu_read_unlock")
 
     def call_rcu(self, fn: Callable[[], None]) -> None:
@@ -197,16 +198,29 @@ class Rcu:
         self._callbacks.append(fn)
 
     def synchronize(self) -> None:
-        """``synchronize_rcu()``: sleeps until a grace period has ended."""
-        might_sleep(self.kernel, "kernel/rcu/tree.c:synchronize_rcu")
-        schedule(self.kernel, "kernel/rcu/tree.c:synchronize_rcu")
+        """``synchronize_rcu()``: sleeps until a grace period has ended — inside
+        ``Kernel.concurrently``, until every other task has left its read-side section
+        (explicit, or implied by a held spinlock), so the callbacks queued before it have run
+        when it returns."""
+        k = self.kernel
+        might_sleep(k, "kernel/rcu/tree.c:synchronize_rcu")
+        s = k._sched
+        if s is not None:
+            me = k.current
+            while any(t is not me and self._reader(t) for t in k.all_tasks()):
+                s.wait_var(self, lambda: "an RCU grace period (a task is in a read-side section)")
+        schedule(k, "kernel/rcu/tree.c:synchronize_rcu")
+
+    @staticmethod
+    def _reader(t: Task) -> bool:
+        return t.rcu_depth > 0 or t.preempt_count > 0
 
     def note_context_switch(self) -> None:
         """A quiescent state: end the grace period if no task is still a reader."""
         if not self._callbacks:
             return
         for t in self.kernel.all_tasks():
-            if t.rcu_depth > 0 or t.preempt_count > 0:
+            if self._reader(t):
                 return
         callbacks, self._callbacks = self._callbacks, []
         for fn in callbacks:

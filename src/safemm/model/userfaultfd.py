@@ -8,7 +8,6 @@ context, hazard H8); faults on registered ranges are handled like any other faul
 from __future__ import annotations
 
 import errno
-import itertools
 from typing import TYPE_CHECKING
 
 from typing_extensions import override
@@ -36,8 +35,6 @@ UFFDIO_REGISTER_MODE_MISSING = 1
 UFFDIO_REGISTER_MODE_WP = 2
 UFFDIO_REGISTER_MODE_MINOR = 4
 
-_ids = itertools.count(1)
-
 
 class UserfaultfdCtx:
     """A ``userfaultfd_ctx``: one userfaultfd, registered on VMAs of one mm."""
@@ -45,7 +42,7 @@ class UserfaultfdCtx:
     __slots__ = ("id", "mm")
 
     def __init__(self, mm: MmStruct) -> None:
-        self.id = next(_ids)
+        self.id = mm.kernel.new_id("userfaultfd")
         self.mm = mm
 
     @override
