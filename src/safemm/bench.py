@@ -762,8 +762,10 @@ def bench_fuzz(*, examples: int = 100, seed: int = 0) -> list[BenchResult]:
     hypothesis (drawing every argument and rule, its engine) and the fuzzer's bookkeeping
     (recording the program). The tutorial driver is clean, so nothing is shrunk.
     """
-    from .fuzz import fuzz_driver
-
+    try:
+        from .fuzz import fuzz_driver
+    except ImportError:  # hypothesis is not installed (the `fuzz` extra)
+        return []
     factory = _tutorial_factory()
     out: list[BenchResult] = []
     for label, conc in (("sequential", False), ("with races", True)):

@@ -15,6 +15,7 @@ docs/fuzzing.md.
 Needs hypothesis (``pip install safemm[fuzz]``).
 """
 
+from . import _requires  # noqa: F401  (first: a clear message when hypothesis is missing)
 from ._bystander import BystanderDriver as BystanderDriver
 from ._fuzz import FuzzReport as FuzzReport
 from ._fuzz import fuzz_driver as fuzz_driver
