@@ -62,6 +62,7 @@ class HelloDriver(FileOperations[Hello]):
             raise KernelError(errno.EBUSY, "already mapped")
         try:
             vma.try_clear_maywrite()  # refuse PROT_WRITE now and forever
+            vma.try_clear_mayexec()  # and PROT_EXEC (access-after-insert; found by safemm fuzz)
         except KernelError:
             raise KernelError(errno.EPERM, "hello pages are read-only") from None
         mixed = vma.set_mixedmap()  # the capability to insert pages

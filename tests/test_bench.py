@@ -138,7 +138,7 @@ def test_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     code = bench.main(["--json", "--small", "4", "--large", "8", "--scale", "0.01", "--no-static"])
     doc = json.loads(capsys.readouterr().out)
     assert code in (0, 1)
-    assert len(doc["results"]) == 13
+    assert len(doc["results"]) == 15  # 13 + the fuzzer, sequential and with races
     assert {r["verdict"] for r in doc["results"]} <= {"pass", "FAIL", "info"}
 
 
@@ -152,3 +152,19 @@ def test_static_check_against_mypy() -> None:
     assert r.large > 0
     assert r.ratio > 0
     assert r.small_label == "mypy tests/atomic/accept"
+
+
+def test_fuzz() -> None:
+    results = bench.bench_fuzz(examples=3)
+    _check(results)
+    assert [r.name for r in results] == [
+        "fuzz_driver step, sequential",
+        "fuzz_driver step, with races",
+    ]
+    for r in results:
+        assert r.ratio >= 1  # the whole step costs at least its call
+        d = r.details
+        assert d["steps"] == d["steps"] and isinstance(d["steps_per_s"], int)
+        parts = [d["calls_pct"], d["checks_pct"], d["hypothesis_and_fuzzer_pct"]]
+        assert all(isinstance(p, float) for p in parts)
+        assert 99 <= sum(p for p in parts if isinstance(p, float)) <= 101

@@ -74,14 +74,15 @@ def test_ci_runs_the_quick_start_test_command() -> None:
 
 
 def test_docs_are_linked() -> None:
-    """The hazards, conformance, demo, invariants and static-checking pages are reachable
-    from the README."""
+    """The hazards, conformance, demo, invariants, static-checking and fuzzing pages are
+    reachable from the README."""
     for page in (
         "docs/hazards.md",
         "docs/conformance.md",
         "docs/binder-demo.md",
         "docs/invariants.md",
         "docs/static-checking.md",
+        "docs/fuzzing.md",
     ):
         assert f"({page})" in README, page
         assert (ROOT / page).exists(), page

@@ -19,6 +19,10 @@ not depend on the machine:
   other VMAs are never visited); the interval tree's ``nodes_visited`` is reported.
 * **The safe layer's overhead** over the raw model on the same work: take the mmap read lock,
   look the VMA up, check VM_MIXEDMAP, insert a page, zap it, unlock. Target: at most 1.15.
+* **The fuzzer's steps per second** on the tutorial driver (``fuzz_driver``, 100 programs,
+  sequential and with races), and where the time goes: in the calls themselves (the model
+  and the driver), in the checks after each step, and in hypothesis and the fuzzer's own
+  bookkeeping. Information lines (see :func:`bench_fuzz`).
 * **Task switches** inside ``Kernel.concurrently``: two threads of one process handing the CPU
   to each other with ``schedule()`` (under a policy that switches whenever it can), against an
   uncontended ``Mutex`` lock+unlock by one task outside ``concurrently``. Target: a switch
@@ -729,6 +733,72 @@ def bench_safe_layer(*, reps: int = 300, batches: int = 31) -> list[BenchResult]
             "safe layer: lock+lookup+insert+zap", got["cycle"], ("raw model", "safe layer"), 1.15
         )
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# the fuzzer
+
+
+def _tutorial_factory() -> Callable[[], object]:
+    """The tutorial driver (examples/ is importable from a checkout); else the fuzzer's own
+    bystander driver."""
+    try:
+        from examples.tutorial import HelloDriver
+    except ImportError:
+        from .fuzz import BystanderDriver
+
+        return BystanderDriver
+    return HelloDriver
+
+
+def bench_fuzz(*, examples: int = 100, seed: int = 0) -> list[BenchResult]:
+    """Steps per second of ``fuzz_driver`` on the tutorial driver (sequential, then with
+    races), and where the time goes.
+
+    One result per mode: ``small`` is the time per step spent in the calls themselves (the
+    model and the driver), ``large`` the time per step of the whole run, so the ratio is the
+    fuzzer's cost over the model's. The details split the rest: the checks after every step
+    (dmesg, ``check_invariants``, the end-of-program exits and leak check) and what remains —
+    hypothesis (drawing every argument and rule, its engine) and the fuzzer's bookkeeping
+    (recording the program). The tutorial driver is clean, so nothing is shrunk.
+    """
+    try:
+        from .fuzz import fuzz_driver
+    except ImportError:  # hypothesis is not installed (the `fuzz` extra)
+        return []
+    factory = _tutorial_factory()
+    out: list[BenchResult] = []
+    for label, conc in (("sequential", False), ("with races", True)):
+        gc.collect()
+        t0 = time.perf_counter()
+        r = fuzz_driver(factory, examples=examples, seed=seed, concurrency=conc, minimize=False)
+        total = time.perf_counter() - t0
+        if not r.ok:
+            raise AssertionError("the tutorial driver failed:\n" + r.report())
+        cov = r.coverage
+        steps = max(1, cov.steps)
+        rest = max(0.0, total - cov.call_seconds - cov.check_seconds)
+        per = 1e9 / steps
+        out.append(
+            BenchResult(
+                f"fuzz_driver step, {label}",
+                cov.call_seconds * per,
+                total * per,
+                total / max(cov.call_seconds, 1e-9),
+                "calls (model)",
+                "whole step",
+                None,
+                {
+                    "steps_per_s": round(steps / total),
+                    "steps": cov.steps,
+                    "programs": cov.examples,
+                    "calls_pct": round(100 * cov.call_seconds / total, 1),
+                    "checks_pct": round(100 * cov.check_seconds / total, 1),
+                    "hypothesis_and_fuzzer_pct": round(100 * rest / total, 1),
+                },
+            )
+        )
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -1443,6 +1513,7 @@ def run_all(
     out += bench_schedules(reps=n(20))
     if static:
         out += bench_static_check(runs=n(7))
+    out += bench_fuzz(examples=n(100))
     return out
 
 

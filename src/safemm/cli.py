@@ -10,6 +10,10 @@
   concurrent scenario (:mod:`safemm.explore`); exit status 1 when a schedule failed.
 - ``safemm check PATH... [--mypy] [--strict]`` — sleeping in atomic context, statically
   (:mod:`safemm.check`); errors in mypy's format, exit status 1 on any error.
+- ``safemm fuzz MODULE:FACTORY [--examples N] [--seed S] [--concurrency]
+  [--ioctl NUM=STRATEGY ...]`` — fuzz a driver (:mod:`safemm.fuzz`): a progress line while
+  it runs, then each distinct failure once (contract, splat, reproducer) and the coverage
+  summary; exit status 1 on any failure.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
+    from .fuzz import IoctlArg, UserMapping
     from .model.kernel import Kernel
 
 __all__ = ["main"]
@@ -216,6 +221,133 @@ def _check(argv: Sequence[str], out: TextIO) -> int:
     return max(result.status, 1 if status else 0)
 
 
+def _load_object(spec: str, what: str) -> object:
+    """``MODULE:NAME`` → the object (the current directory is importable, as with
+    ``python -m``)."""
+    import importlib
+    import os
+
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"{spec!r}: name the {what} as MODULE:NAME")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise ValueError(f"{spec}: cannot import {module}: {e}") from None
+    obj: object = mod
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ValueError(f"{spec}: {module} has no {name!r}")
+    return obj
+
+
+def _ioctl_spec(text: str) -> tuple[int, object]:
+    """``NUM=STRATEGY``: a number (``0x...`` too) and a strategy expression over ``st``
+    (``st.integers(0, 9)``) or a ``MODULE:NAME`` naming a strategy or a function of the
+    caller's mappings."""
+    from hypothesis import strategies as st
+
+    from .model.mman import PAGE_SIZE
+
+    num, sep, expr = text.partition("=")
+    if not sep or not expr:
+        raise ValueError(f"--ioctl {text!r}: write NUM=STRATEGY")
+    try:
+        cmd = int(num, 0)
+    except ValueError:
+        raise ValueError(f"--ioctl {text!r}: {num!r} is not a number") from None
+    if ":" in expr and not expr.startswith("st."):
+        return cmd, _load_object(expr, "strategy")
+    try:
+        value: object = eval(expr, {"st": st, "PAGE_SIZE": PAGE_SIZE})
+    except Exception as e:
+        raise ValueError(f"--ioctl {text!r}: {type(e).__name__}: {e}") from None
+    return cmd, value
+
+
+def _mappings_strategy(fn: Callable[[tuple[UserMapping, ...]], object]) -> IoctlArg:
+    """A ``--ioctl`` function of the caller's mappings, checked to return a strategy."""
+    from hypothesis.strategies import SearchStrategy
+
+    def arg(maps: tuple[UserMapping, ...]) -> SearchStrategy[object]:
+        s = fn(maps)
+        if not isinstance(s, SearchStrategy):
+            raise TypeError(f"{fn!r} returned {s!r}, not a strategy")
+        return s
+
+    return arg
+
+
+def _fuzz(argv: Sequence[str], out: TextIO) -> int:
+    from hypothesis.strategies import SearchStrategy
+
+    from .fuzz import FuzzReport, fuzz_driver
+
+    parser = argparse.ArgumentParser(
+        prog="safemm fuzz",
+        description="Fuzz a driver: drive FACTORY() (a FileOperations) the way hostile user "
+        "space would, with memory pressure, failing allocations and (--concurrency) races; "
+        "print each distinct failure once with a reproducer, and what was covered.",
+    )
+    parser.add_argument("factory", help="MODULE:FACTORY, e.g. examples.tutorial:HelloDriver")
+    parser.add_argument("--examples", type=int, default=200, help="programs (default 200)")
+    parser.add_argument("--seed", type=int, default=None, help="default: random (printed)")
+    parser.add_argument("--concurrency", action="store_true", help="also run races")
+    parser.add_argument(
+        "--ioctl",
+        action="append",
+        default=[],
+        metavar="NUM=STRATEGY",
+        help="an ioctl and its argument: a strategy expression over `st` "
+        "(e.g. 0x1=st.integers(0, 9)) or MODULE:NAME of a strategy or of a function of "
+        "the caller's mappings; repeat for each ioctl",
+    )
+    args = parser.parse_args(list(argv))
+    ioctls: dict[int, IoctlArg] = {}
+    try:
+        factory = _load_object(args.factory, "driver factory")
+        for text in args.ioctl:
+            cmd, strategy = _ioctl_spec(text)
+            if isinstance(strategy, SearchStrategy):
+                ioctls[cmd] = strategy
+            elif callable(strategy):
+                ioctls[cmd] = _mappings_strategy(strategy)
+            else:
+                raise ValueError(f"--ioctl {text!r}: not a strategy or a function")
+    except ValueError as e:
+        parser.error(str(e))
+    if not callable(factory):
+        parser.error(f"{args.factory} is not callable")
+    if args.examples < 1:
+        parser.error("--examples must be at least 1")
+
+    def progress(r: FuzzReport) -> None:
+        c = r.coverage
+        print(
+            f"\r{c.examples} programs, {c.steps} steps, {len(r.failures)} failure(s), "
+            f"{r.elapsed:.0f}s",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    report = fuzz_driver(
+        factory,
+        ioctls=ioctls or None,
+        examples=args.examples,
+        seed=args.seed,
+        concurrency=args.concurrency,
+        progress=progress,
+    )
+    if report.elapsed >= 1.0:
+        print(file=sys.stderr)
+    out.write(report.report() + "\n")
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point of the ``safemm`` console script; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -225,7 +357,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         description="A checked model of the Linux mm and a typestate API after the Rust "
         "kernel crate.",
     )
-    commands = ["demo", "conformance", "explore", "check"]
+    commands = ["demo", "conformance", "explore", "check", "fuzz"]
     parser.add_argument("command", choices=commands, help="what to run")
     if not args or args[0] not in commands:
         parser.parse_args(args[:1])  # prints usage and exits
@@ -238,6 +370,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return _explore(args[1:], out)
     if args[0] == "check":
         return _check(args[1:], out)
+    if args[0] == "fuzz":
+        return _fuzz(args[1:], out)
     return _demo(args[1:], out)
 
 

@@ -13,6 +13,7 @@ from safemm import (
     MAP_PRIVATE,
     MAP_SHARED,
     PAGE_SIZE,
+    PROT_EXEC,
     PROT_READ,
     PROT_WRITE,
     Kernel,
@@ -48,6 +49,26 @@ def test_tutorial_refuses_writable_and_second_mapping() -> None:
     with pytest.raises(KernelError) as exc:
         proc.mmap(None, PAGE_SIZE, PROT_READ, MAP_SHARED, fd)
     assert exc.value.errno == errno.EBUSY
+    proc.exit()
+    kernel.check_invariants()
+    assert kernel.dmesg == []
+
+
+def test_tutorial_refuses_exec() -> None:
+    """PROT_EXEC is refused at mmap (EPERM) and can never be added by mprotect (EACCES):
+    gaining VM_EXEC over an inserted page breaks access-after-insert (the fuzzer found the
+    tutorial missing this)."""
+    kernel = Kernel()
+    kernel.register_device("/dev/hello", HelloDriver())
+    proc = kernel.spawn()
+    fd = proc.open("/dev/hello")
+    with pytest.raises(KernelError) as exc:
+        proc.mmap(None, PAGE_SIZE, PROT_READ | PROT_EXEC, MAP_SHARED, fd)
+    assert exc.value.errno == errno.EPERM
+    addr = proc.mmap(None, PAGE_SIZE, PROT_READ, MAP_SHARED, fd)
+    with pytest.raises(KernelError) as exc:
+        proc.mprotect(addr, PAGE_SIZE, PROT_READ | PROT_EXEC)
+    assert exc.value.errno == errno.EACCES
     proc.exit()
     kernel.check_invariants()
     assert kernel.dmesg == []

@@ -172,9 +172,12 @@ class Process:
     def close(self, fd: int) -> None:
         """``close(2)``: drop the descriptor's file reference (EBADF if not open)."""
         self._check_alive()
-        f = self._file(fd)
+        self._file(fd)
         with self.kernel.enter(self.task, "sys_close"):
-            del self.fds[fd]
+            # pick_file: another thread of the group may have closed it since the check.
+            f = self.fds.pop(fd, None)
+            if f is None:
+                raise KernelError(errno.EBADF, f"fd {fd} is not open in process {self.pid}")
             fput(f)
 
     def ioctl(self, fd: int, cmd: int, arg: object = None) -> object:

@@ -392,10 +392,15 @@ class BinderDriver(FileOperations[Area]):
             raise KernelError(errno.EINVAL, "safebinder maps from offset 0 only")
         try:
             # Binder's rule: pages are written by the kernel only. Clearing VM_MAYWRITE also
-            # makes a later mprotect(PROT_WRITE) fail with EACCES.
+            # makes a later mprotect(PROT_WRITE) fail with EACCES; VM_MAYEXEC likewise
+            # PROT_EXEC (a VMA with inserted pages must gain neither: access-after-insert,
+            # found by safemm fuzz).
             vma.try_clear_maywrite()
+            vma.try_clear_mayexec()
         except KernelError:
-            raise KernelError(errno.EPERM, "safebinder mappings must not be writable") from None
+            raise KernelError(
+                errno.EPERM, "safebinder mappings must be neither writable nor executable"
+            ) from None
         if self.dontcopy:
             vma.set_dontcopy()
         if self.mixedmap:
