@@ -21,6 +21,22 @@ Shape of what is generated (weights in percent):
   addresses past ``TASK_SIZE``, unknown or contradictory flags, bad ``prot``
   bits, unaligned or ignored mmap offsets, ``mremap`` with ``old_len == 0``.
 
+Besides single operations, a sequence is built from *shapes* (one piece in five): short
+runs of well-formed calls that make the layouts real programs make and that independent
+random calls rarely hit (issue 10):
+
+* ``carve``: a piece mapped with ``MAP_FIXED`` into the PROT_NONE reservation the window
+  starts as (as allocators and JITs carve their reservations), sometimes written, then an
+  ``mprotect`` straddling one of its edges;
+* ``once_writable``: a range made writable with ``mprotect``, sometimes written, made
+  read-only, exec-only or PROT_NONE again, then a never-writable neighbour mapped or
+  mprotected to the same protection next to it (VM_ACCOUNT and the anon_vma decide
+  whether they merge: ``mprotect_fixup`` drops VM_ACCOUNT only while there is no anon_vma);
+* ``adopt``: a written writable mapping, a new writable mapping next to it that merges
+  into it (adopting its anon_vma), then an ``mprotect`` straddling the new mapping's other
+  edge — the shape of issue 10's disagreement, where the written neighbour lay outside the
+  compared window.
+
 Every generated operation satisfies :func:`~safemm.conformance.ops.confinement_error`
 by construction: ranges end inside the window, lengths are small or huge.
 """
@@ -76,8 +92,11 @@ __all__ = [
     "Chooser",
     "RandomChooser",
     "generate_op",
+    "generate_piece",
     "generate_sequence",
+    "generate_shape",
     "ops",
+    "pieces",
     "random_sequences",
     "sequences",
 ]
@@ -86,6 +105,7 @@ MAX_STEPS: Final = 20
 """The issue's target: sequences of up to 20 steps."""
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Chooser(Protocol):
@@ -169,7 +189,8 @@ _BAD_MPROTECT_PROTS: Final = (
 _Gen = Callable[[Chooser], Op]
 
 
-def _weighted(c: Chooser, table: Sequence[tuple[int, _Gen]]) -> Op:
+def _weighted(c: Chooser, table: Sequence[tuple[int, Callable[[Chooser], R]]]) -> R:
+    """One of the generators in ``table``, drawn by weight, called with ``c``."""
     pick = c.integer(0, sum(weight for weight, _ in table) - 1)
     for weight, gen in table:
         if pick < weight:
@@ -381,9 +402,102 @@ def generate_op(c: Chooser) -> Op:
     return _weighted(c, _KINDS)
 
 
+# --- shapes: short runs of calls that real programs make -------------------------------
+
+_WRITABLE: Final = (PROT_READ | PROT_WRITE, PROT_READ | PROT_WRITE | PROT_EXEC, PROT_WRITE)
+_NOT_WRITABLE: Final = (PROT_READ, PROT_NONE, PROT_READ | PROT_EXEC, PROT_EXEC)
+_PRIVATE_FIXED: Final = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
+
+
+def _region_range(c: Chooser, most: int = 6) -> tuple[int, int]:
+    """A range ``(page, npages)`` inside the region, at least two pages long."""
+    page = c.integer(0, REGION_PAGES - 2)
+    return page, c.integer(2, min(most, REGION_PAGES - page))
+
+
+def _maybe_write(c: Chooser, page: int, npages: int) -> list[Op]:
+    """A store to one page of the range, or nothing (faulted or not decides the anon_vma)."""
+    if c.integer(0, 2) == 0:
+        return []
+    return [Write(page + c.integer(0, npages - 1), 0, c.integer(1, 255))]
+
+
+def _straddle(c: Chooser, page: int, npages: int, prot: int) -> Op:
+    """An mprotect across the lower or the upper edge of ``[page, page + npages)``."""
+    if c.integer(0, 1) == 0 and page > WINDOW_FIRST_PAGE:
+        lo = c.integer(max(WINDOW_FIRST_PAGE, page - 3), page - 1)
+        hi = c.integer(page + 1, page + npages)
+    else:
+        lo = c.integer(page, page + npages - 1)
+        hi = c.integer(page + npages + 1, min(WINDOW_END_PAGE, page + npages + 3))
+    return Mprotect(lo, hi - lo, prot)
+
+
+def _carve(c: Chooser) -> list[Op]:
+    page, npages = _region_range(c)
+    out: list[Op] = [Mmap(page, npages, c.choice(_PROTS), _PRIVATE_FIXED)]
+    out += _maybe_write(c, page, npages)
+    out.append(_straddle(c, page, npages, c.choice(_PROTS)))
+    return out
+
+
+def _once_writable(c: Chooser) -> list[Op]:
+    page, npages = _region_range(c)
+    prot = c.choice(_NOT_WRITABLE)
+    out: list[Op] = [Mprotect(page, npages, c.choice(_WRITABLE))]
+    out += _maybe_write(c, page, npages)
+    out.append(Mprotect(page, npages, prot))
+    end = page + npages
+    if c.integer(0, 1) == 0 and end < REGION_PAGES:
+        n = c.integer(1, min(3, REGION_PAGES - end))
+        out.append(Mmap(end, n, prot, _PRIVATE_FIXED))
+    else:
+        out.append(_straddle(c, page, npages, prot))
+    return out
+
+
+def _adopt(c: Chooser) -> list[Op]:
+    page, npages = _region_range(c, most=8)
+    split = c.integer(1, npages - 1)
+    prot = c.choice(_WRITABLE[:2])
+    written, fresh = (page, split), (page + split, npages - split)
+    if c.integer(0, 1) == 1:
+        written, fresh = (page + npages - split, split), (page, npages - split)
+    out: list[Op] = [
+        Mmap(written[0], written[1], prot, _PRIVATE_FIXED),
+        Write(written[0], 0, c.integer(1, 255)),
+        Mmap(fresh[0], fresh[1], prot, _PRIVATE_FIXED),
+    ]
+    out.append(_straddle(c, fresh[0], fresh[1], c.choice(_NOT_WRITABLE)))
+    return out
+
+
+_SHAPES: Final[tuple[tuple[int, Callable[[Chooser], list[Op]]], ...]] = (
+    (2, _carve),
+    (2, _once_writable),
+    (1, _adopt),
+)
+
+
+def generate_shape(c: Chooser) -> list[Op]:
+    """One shape: a short run of calls (see the module docstring)."""
+    return _weighted(c, _SHAPES)
+
+
+def generate_piece(c: Chooser) -> list[Op]:
+    """One operation (four times in five) or one shape."""
+    if c.integer(0, 4) < 4:
+        return [generate_op(c)]
+    return generate_shape(c)
+
+
 def generate_sequence(c: Chooser, max_steps: int = MAX_STEPS) -> list[Op]:
-    """A sequence of 1 to ``max_steps`` operations."""
-    return [generate_op(c) for _ in range(c.integer(1, max_steps))]
+    """A sequence of 1 to ``max_steps`` operations, made of single operations and shapes."""
+    n = c.integer(1, max_steps)
+    out: list[Op] = []
+    while len(out) < n:
+        out += generate_piece(c)
+    return out[:n]
 
 
 def random_sequences(n: int, seed: int, max_steps: int = MAX_STEPS) -> Iterator[list[Op]]:
@@ -408,6 +522,16 @@ class _DrawChooser:
         return self.draw(st.sampled_from(options))
 
 
+def pieces() -> SearchStrategy[list[Op]]:
+    """A hypothesis strategy for one piece: an operation or a shape."""
+    from hypothesis import strategies as st
+
+    def draw_piece(draw: DrawFn) -> list[Op]:
+        return generate_piece(_DrawChooser(draw))
+
+    return st.composite(draw_piece)()
+
+
 def ops() -> SearchStrategy[Op]:
     """A hypothesis strategy for one operation (needs hypothesis installed)."""
     from hypothesis import strategies as st
@@ -422,4 +546,7 @@ def sequences(max_steps: int = MAX_STEPS) -> SearchStrategy[list[Op]]:
     """A hypothesis strategy for sequences of up to ``max_steps`` operations."""
     from hypothesis import strategies as st
 
-    return st.lists(ops(), max_size=max_steps)
+    def flatten(parts: list[list[Op]]) -> list[Op]:
+        return [op for part in parts for op in part][:max_steps]
+
+    return st.lists(pieces(), max_size=max_steps).map(flatten)
