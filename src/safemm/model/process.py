@@ -23,7 +23,9 @@ from .errors import KernelError
 from .fault import user_access
 from .fork import dup_mmap, mmput
 from .fs import FMODE_READ, FMODE_WRITE, File, fput, get_file
+from .madvise import do_madvise, madvise_needs_write_lock
 from .memory import read_pfn, write_pfn
+from .mlock import apply_vma_lock_flags, mlock_populate, mlock_range
 from .mm_types import MmStruct
 from .mman import (
     HPAGE_SIZE,
@@ -41,6 +43,7 @@ from .mremap import do_mremap
 from .pgtable import HugePmd
 from .task_mmu import show_maps
 from .userfaultfd import UserfaultfdCtx, userfaultfd_register
+from .vm_flags import VM_LOCKED
 from .vma import do_vmi_munmap
 
 if TYPE_CHECKING:
@@ -250,6 +253,61 @@ class Process:
             mmap_write_lock(mm)
             try:
                 return do_mremap(mm, old_addr, old_len, new_len, flags, na)
+            finally:
+                mmap_write_unlock(mm)
+
+    def madvise(self, addr: int, length: int, advice: int) -> None:
+        """``madvise(2)`` (``do_madvise``): EINVAL for an unknown advice, an unaligned
+        ``addr`` or a range that overflows; ENOMEM if the range has holes, after the advice
+        was applied to what is mapped; EINVAL from a VMA the advice cannot apply to (the
+        VMAs before it keep the advice). MADV_DONTNEED takes the mmap read lock, advice
+        that changes VMA flags the write lock."""
+        self._check_alive()
+        addr = _ulong("addr", addr)
+        length = _ulong("length", length)
+        adv: object = advice
+        if isinstance(adv, bool) or not isinstance(adv, int):
+            raise TypeError(f"advice must be an int, got {type(advice).__name__}")
+        advice = ((advice + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)  # the syscall's ``int``
+        with self.kernel.enter(self.task, "sys_madvise"):
+            mm = self.mm
+            write = madvise_needs_write_lock(advice)
+            (mmap_write_lock if write else mmap_read_lock)(mm)
+            try:
+                do_madvise(mm, addr, length, advice)
+            finally:
+                (mmap_write_unlock if write else mmap_read_unlock)(mm)
+
+    def mlock(self, addr: int, length: int) -> None:
+        """``mlock(2)`` (``do_mlock``): ``addr`` is rounded down to its page; ENOMEM if it
+        is not mapped or the range has a hole (after locking what precedes the hole);
+        EINVAL if the range wraps. The locked range is then faulted in under the read lock;
+        a VMA that cannot be (PROT_NONE) makes the call fail with ENOMEM, VM_LOCKED set."""
+        self._check_alive()
+        start, size = mlock_range(_ulong("addr", addr), _ulong("length", length))
+        with self.kernel.enter(self.task, "sys_mlock"):
+            mm = self.mm
+            mmap_write_lock(mm)
+            try:
+                apply_vma_lock_flags(mm, start, size, VM_LOCKED)
+            finally:
+                mmap_write_unlock(mm)
+            mmap_read_lock(mm)
+            try:
+                mlock_populate(mm, start, size)
+            finally:
+                mmap_read_unlock(mm)
+
+    def munlock(self, addr: int, length: int) -> None:
+        """``munlock(2)``: clear VM_LOCKED/VM_LOCKONFAULT; the same range rules and errors
+        as :meth:`mlock`, without the population."""
+        self._check_alive()
+        start, size = mlock_range(_ulong("addr", addr), _ulong("length", length))
+        with self.kernel.enter(self.task, "sys_munlock"):
+            mm = self.mm
+            mmap_write_lock(mm)
+            try:
+                apply_vma_lock_flags(mm, start, size, 0)
             finally:
                 mmap_write_unlock(mm)
 
