@@ -54,10 +54,16 @@ def test_mix_covers_the_vocabulary() -> None:
         "Mremap",
         "Read",
         "Write",
+        "Madvise",
+        "Mlock",
+        "Munlock",
         "RawMmap",
         "RawMunmap",
         "RawMprotect",
         "RawMremap",
+        "RawMadvise",
+        "RawMlock",
+        "RawMunlock",
     }
     total = sum(kinds.values())
     raw = sum(count for name, count in kinds.items() if name.startswith("Raw"))

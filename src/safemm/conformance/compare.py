@@ -38,14 +38,20 @@ from .kernel_side import KernelInfo, KernelSide, KernelUnavailable, unavailable_
 from .model_side import ModelSide, ModelUnavailable
 from .ops import (
     REGION_PAGES,
+    Madvise,
+    Mlock,
     Mmap,
     Mprotect,
     Mremap,
+    Munlock,
     Munmap,
     Op,
+    RawMadvise,
+    RawMlock,
     RawMmap,
     RawMprotect,
     RawMremap,
+    RawMunlock,
     RawMunmap,
     Read,
     Write,
@@ -70,13 +76,22 @@ __all__ = [
 SETUP_STEP: Final = -1
 """``Mismatch.step`` when the layouts already differ right after the reset."""
 
-FAMILIES: Final = ("mmap", "munmap", "mprotect", "mremap", "access", "malformed")
+FAMILIES: Final = (
+    "mmap",
+    "munmap",
+    "mprotect",
+    "mremap",
+    "access",
+    "madvise",
+    "mlock",
+    "malformed",
+)
 """The operation families agreement is reported for, in report order."""
 
 
 def family_of(op: Op) -> str:
-    """The family of an operation: its system call, ``access`` for loads and stores,
-    ``malformed`` for the raw (byte-level) calls."""
+    """The family of an operation: its system call (``mlock`` for mlock and munlock),
+    ``access`` for loads and stores, ``malformed`` for the raw (byte-level) calls."""
     match op:
         case Mmap():
             return "mmap"
@@ -88,7 +103,19 @@ def family_of(op: Op) -> str:
             return "mremap"
         case Read() | Write():
             return "access"
-        case RawMmap() | RawMunmap() | RawMprotect() | RawMremap():
+        case Madvise():
+            return "madvise"
+        case Mlock() | Munlock():
+            return "mlock"
+        case (
+            RawMmap()
+            | RawMunmap()
+            | RawMprotect()
+            | RawMremap()
+            | RawMadvise()
+            | RawMlock()
+            | RawMunlock()
+        ):
             return "malformed"
 
 

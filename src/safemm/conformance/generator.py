@@ -11,15 +11,18 @@ The first option of every choice is therefore the simplest one.
 Shape of what is generated (weights in percent):
 
 * 22 ``Mmap`` (private or shared anonymous, ``MAP_FIXED`` or
-  ``MAP_FIXED_NOREPLACE``, any of the eight R/W/X combinations), 14 ``Mprotect``,
-  10 ``Munmap``, 14 ``Mremap`` (in place, ``MREMAP_MAYMOVE|MREMAP_FIXED``,
-  and ``|MREMAP_DONTUNMAP``), 14 ``Read``, 14 ``Write`` — over pages mostly in
-  the region, sometimes in the guards, one to four pages long, sometimes up to
-  the window's end;
+  ``MAP_FIXED_NOREPLACE``, now and then ``MAP_LOCKED``, any of the eight R/W/X
+  combinations), 14 ``Mprotect``, 10 ``Munmap``, 14 ``Mremap`` (in place,
+  ``MREMAP_MAYMOVE|MREMAP_FIXED``, and ``|MREMAP_DONTUNMAP``), 14 ``Read``, 14
+  ``Write``, 8 ``Madvise`` (DONTNEED, DONTFORK, DOFORK, WIPEONFORK, KEEPONFORK),
+  4 ``Mlock``, 3 ``Munlock`` — over pages mostly in the region, sometimes in the
+  guards, one to four pages long, sometimes up to the window's end;
 * 12 malformed calls (raw operations): unaligned addresses, zero lengths,
   unaligned lengths, lengths past ``TASK_SIZE`` or wrapping around zero,
   addresses past ``TASK_SIZE``, unknown or contradictory flags, bad ``prot``
-  bits, unaligned or ignored mmap offsets, ``mremap`` with ``old_len == 0``.
+  bits, unaligned or ignored mmap offsets, ``mremap`` with ``old_len == 0``,
+  unknown ``madvise`` advice, ``mlock``/``munlock`` of unaligned, empty or
+  wrapping ranges.
 
 Besides single operations, a sequence is built from *shapes* (one piece in five): short
 runs of well-formed calls that make the layouts real programs make and that independent
@@ -48,11 +51,14 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 from .ops import (
+    BAD_MADVICE,
     FAR,
     FAR2,
+    MADVICE,
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
+    MAP_LOCKED,
     MAP_PRIVATE,
     MAP_SHARED,
     MAP_SHARED_VALIDATE,
@@ -71,14 +77,20 @@ from .ops import (
     WINDOW_END_PAGE,
     WINDOW_FIRST_PAGE,
     WRAP,
+    Madvise,
+    Mlock,
     Mmap,
     Mprotect,
     Mremap,
+    Munlock,
     Munmap,
     Op,
+    RawMadvise,
+    RawMlock,
     RawMmap,
     RawMprotect,
     RawMremap,
+    RawMunlock,
     RawMunmap,
     Read,
     Write,
@@ -216,7 +228,25 @@ def _npages(c: Chooser, page: int, most: int = 4) -> int:
 
 def _mmap(c: Chooser) -> Op:
     page = _page(c)
-    return Mmap(page, _npages(c, page), c.choice(_PROTS), c.choice(_MMAP_FLAGS))
+    flags = c.choice(_MMAP_FLAGS)
+    if c.integer(0, 7) == 7:
+        flags |= MAP_LOCKED
+    return Mmap(page, _npages(c, page), c.choice(_PROTS), flags)
+
+
+def _madvise(c: Chooser) -> Op:
+    page = _page(c)
+    return Madvise(page, _npages(c, page), c.choice(MADVICE))
+
+
+def _mlock(c: Chooser) -> Op:
+    page = _page(c)
+    return Mlock(page, _npages(c, page))
+
+
+def _munlock(c: Chooser) -> Op:
+    page = _page(c)
+    return Munlock(page, _npages(c, page))
 
 
 def _mprotect(c: Chooser) -> Op:
@@ -371,10 +401,31 @@ def _old_len_zero(c: Chooser) -> Op:
     )
 
 
+def _bad_madvise_mlock(c: Chooser) -> Op:
+    page = min(_page(c), WINDOW_END_PAGE - 2)
+    addr = page * PAGE_SIZE
+    match c.integer(0, 5):
+        case 0:
+            return RawMadvise(addr, PAGE_SIZE, c.choice(BAD_MADVICE))
+        case 1:
+            return RawMadvise(addr + c.choice((1, PAGE_SIZE - 1)), PAGE_SIZE, c.choice(MADVICE))
+        case 2:
+            return RawMadvise(addr, c.choice((U64_MAX, WRAP, 0)), c.choice(MADVICE))
+        case 3:
+            return RawMadvise(c.choice(_FAR_ADDRS), PAGE_SIZE, c.choice(MADVICE))
+        case 4:
+            # rounded down / up to whole pages; U64_MAX wraps to an empty range
+            length = c.choice((1, PAGE_SIZE, U64_MAX, 0))
+            return RawMlock(addr + c.choice((1, PAGE_SIZE - 1)), length)
+        case _:
+            return RawMunlock(addr + c.choice((0, 1)), c.choice((1, U64_MAX, WRAP, 0)))
+
+
 def _malformed(c: Chooser) -> Op:
     return _weighted(
         c,
         (
+            (3, _bad_madvise_mlock),
             (3, _unaligned_addr),
             (2, _zero_length),
             (3, _unaligned_length),
@@ -393,6 +444,9 @@ _KINDS: Final[tuple[tuple[int, _Gen], ...]] = (
     (14, _mremap),
     (14, _read),
     (14, _write),
+    (8, _madvise),
+    (4, _mlock),
+    (3, _munlock),
     (12, _malformed),
 )
 

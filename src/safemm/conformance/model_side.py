@@ -48,9 +48,12 @@ from .ops import (
     PROT_NONE,
     REGION_PAGES,
     Call,
+    MadviseCall,
+    MlockCall,
     MmapCall,
     MprotectCall,
     MremapCall,
+    MunlockCall,
     MunmapCall,
     Op,
     ReadCall,
@@ -132,6 +135,18 @@ class UserProcess(Protocol):
 
     def maps(self) -> str:
         """``/proc/PID/maps`` text."""
+        ...
+
+    def madvise(self, addr: int, length: int, advice: int) -> object:
+        """Advise on a range."""
+        ...
+
+    def mlock(self, addr: int, length: int) -> object:
+        """Lock a range."""
+        ...
+
+    def munlock(self, addr: int, length: int) -> object:
+        """Unlock a range."""
         ...
 
 
@@ -300,6 +315,15 @@ class ModelMachine:
                 return Outcome.ok(data[0])
             case WriteCall(addr, byte):
                 process.write(addr, bytes([byte]))
+                return Outcome.ok(0)
+            case MadviseCall(addr, length, advice):
+                process.madvise(addr, length, advice)
+                return Outcome.ok(0)
+            case MlockCall(addr, length):
+                process.mlock(addr, length)
+                return Outcome.ok(0)
+            case MunlockCall(addr, length):
+                process.munlock(addr, length)
                 return Outcome.ok(0)
 
 

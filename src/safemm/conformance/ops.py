@@ -45,12 +45,20 @@ from typing import Final, TypeAlias
 from typing_extensions import override
 
 __all__ = [
+    "BAD_MADVICE",
     "FAR",
     "FAR2",
     "GUARD_PAGES",
+    "MADVICE",
+    "MADV_DOFORK",
+    "MADV_DONTFORK",
+    "MADV_DONTNEED",
+    "MADV_KEEPONFORK",
+    "MADV_WIPEONFORK",
     "MAP_ANONYMOUS",
     "MAP_FIXED",
     "MAP_FIXED_NOREPLACE",
+    "MAP_LOCKED",
     "MAP_PRIVATE",
     "MAP_SHARED",
     "MAP_SHARED_VALIDATE",
@@ -71,24 +79,34 @@ __all__ = [
     "WINDOW_FIRST_PAGE",
     "WRAP",
     "Call",
+    "Madvise",
+    "MadviseCall",
+    "Mlock",
+    "MlockCall",
     "Mmap",
     "MmapCall",
     "Mprotect",
     "MprotectCall",
     "Mremap",
     "MremapCall",
+    "Munlock",
+    "MunlockCall",
     "Munmap",
     "MunmapCall",
     "Op",
+    "RawMadvise",
+    "RawMlock",
     "RawMmap",
     "RawMprotect",
     "RawMremap",
+    "RawMunlock",
     "RawMunmap",
     "Read",
     "ReadCall",
     "Write",
     "WriteCall",
     "confinement_error",
+    "format_advice",
     "format_sequence",
     "is_confined",
 ]
@@ -124,6 +142,18 @@ _MAP_TYPE: Final = 0x0F
 MREMAP_MAYMOVE: Final = 1
 MREMAP_FIXED: Final = 2
 MREMAP_DONTUNMAP: Final = 4
+
+MAP_LOCKED: Final = 0x2000
+
+MADV_DONTNEED: Final = 4
+MADV_DONTFORK: Final = 10
+MADV_DOFORK: Final = 11
+MADV_WIPEONFORK: Final = 18
+MADV_KEEPONFORK: Final = 19
+MADVICE: Final = (MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK, MADV_KEEPONFORK)
+"""The advice the suite runs (``executor.c`` refuses other valid advice)."""
+BAD_MADVICE: Final = (999, 0x7FFFFFFF, -1)
+"""Advice values no Linux accepts (EINVAL)."""
 
 FAR: Final = 1 << 62
 """An address offset or length past ``TASK_SIZE`` on every 64-bit Linux."""
@@ -202,12 +232,25 @@ def format_map_flags(flags: int) -> str:
             (MAP_ANONYMOUS, "MAP_ANONYMOUS"),
             (MAP_FIXED, "MAP_FIXED"),
             (MAP_FIXED_NOREPLACE, "MAP_FIXED_NOREPLACE"),
+            (MAP_LOCKED, "MAP_LOCKED"),
         ),
         "",
     )
     if rest:
         parts.append(rest)
     return " | ".join(parts) if parts else "0"
+
+
+def format_advice(advice: int) -> str:
+    """Render a ``madvise`` advice as its MADV_* name (or the number)."""
+    names = {
+        MADV_DONTNEED: "MADV_DONTNEED",
+        MADV_DONTFORK: "MADV_DONTFORK",
+        MADV_DOFORK: "MADV_DOFORK",
+        MADV_WIPEONFORK: "MADV_WIPEONFORK",
+        MADV_KEEPONFORK: "MADV_KEEPONFORK",
+    }
+    return names.get(advice, str(advice))
 
 
 def format_mremap_flags(flags: int) -> str:
@@ -278,7 +321,42 @@ class WriteCall:
     byte: int
 
 
-Call: TypeAlias = MmapCall | MunmapCall | MprotectCall | MremapCall | ReadCall | WriteCall
+@dataclass(frozen=True, slots=True)
+class MadviseCall:
+    """``madvise(addr, length, advice)`` with absolute arguments."""
+
+    addr: int
+    length: int
+    advice: int
+
+
+@dataclass(frozen=True, slots=True)
+class MlockCall:
+    """``mlock(addr, length)`` with absolute arguments."""
+
+    addr: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class MunlockCall:
+    """``munlock(addr, length)`` with absolute arguments."""
+
+    addr: int
+    length: int
+
+
+Call: TypeAlias = (
+    MmapCall
+    | MunmapCall
+    | MprotectCall
+    | MremapCall
+    | ReadCall
+    | WriteCall
+    | MadviseCall
+    | MlockCall
+    | MunlockCall
+)
 """One system call or access, with the absolute arguments a side executes."""
 
 
@@ -493,6 +571,80 @@ class Write(_Shrinkable):
         return f"Write(page={self.page}, offset={_fmt_int(self.offset)}, byte={self.byte:#04x})"
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class Madvise(_Shrinkable):
+    """``madvise`` of ``npages`` pages at region page ``page``."""
+
+    page: int
+    npages: int
+    advice: int
+
+    def call(self, base: int) -> MadviseCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MadviseCall(_page_addr(base, self.page), self.npages * PAGE_SIZE, self.advice)
+
+    @override
+    def _candidates(self) -> list[Op]:
+        return [
+            *_fewer_pages(self.npages, lambda n: Madvise(self.page, n, self.advice)),
+            *_towards_zero(self.page, lambda p: Madvise(p, self.npages, self.advice)),
+        ]
+
+    @override
+    def __repr__(self) -> str:
+        return (
+            f"Madvise(page={self.page}, npages={self.npages}, advice={format_advice(self.advice)})"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _LockRange(_Shrinkable):
+    """``npages`` pages at region page ``page`` for mlock or munlock."""
+
+    page: int
+    npages: int
+
+    def _make(self, page: int, npages: int) -> Op:
+        raise NotImplementedError  # pragma: no cover
+
+    @override
+    def _candidates(self) -> list[Op]:
+        return [
+            *_fewer_pages(self.npages, lambda n: self._make(self.page, n)),
+            *_towards_zero(self.page, lambda p: self._make(p, self.npages)),
+        ]
+
+    @override
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(page={self.page}, npages={self.npages})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Mlock(_LockRange):
+    """``mlock`` of ``npages`` pages at region page ``page``."""
+
+    def call(self, base: int) -> MlockCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MlockCall(_page_addr(base, self.page), self.npages * PAGE_SIZE)
+
+    @override
+    def _make(self, page: int, npages: int) -> Op:
+        return Mlock(page, npages)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Munlock(_LockRange):
+    """``munlock`` of ``npages`` pages at region page ``page``."""
+
+    def call(self, base: int) -> MunlockCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MunlockCall(_page_addr(base, self.page), self.npages * PAGE_SIZE)
+
+    @override
+    def _make(self, page: int, npages: int) -> Op:
+        return Munlock(page, npages)
+
+
 # --- raw (byte-level) operations -------------------------------------------------
 
 
@@ -594,6 +746,56 @@ class RawMremap(_Shrinkable):
         )
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class RawMadvise(_Shrinkable):
+    """``madvise`` with byte-level arguments; ``addr`` is an offset from region page 0."""
+
+    addr: int
+    length: int
+    advice: int
+
+    def call(self, base: int) -> MadviseCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MadviseCall(_u64(base + self.addr), _u64(self.length), self.advice)
+
+    @override
+    def __repr__(self) -> str:
+        return (
+            f"RawMadvise(addr={_fmt_int(self.addr)}, length={_fmt_int(self.length)}, "
+            f"advice={format_advice(self.advice)})"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _RawLockRange(_Shrinkable):
+    """mlock or munlock with byte-level arguments; ``addr`` is an offset from region page 0."""
+
+    addr: int
+    length: int
+
+    @override
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(addr={_fmt_int(self.addr)}, length={_fmt_int(self.length)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RawMlock(_RawLockRange):
+    """``mlock`` with byte-level arguments; ``addr`` is an offset from region page 0."""
+
+    def call(self, base: int) -> MlockCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MlockCall(_u64(base + self.addr), _u64(self.length))
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RawMunlock(_RawLockRange):
+    """``munlock`` with byte-level arguments; ``addr`` is an offset from region page 0."""
+
+    def call(self, base: int) -> MunlockCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MunlockCall(_u64(base + self.addr), _u64(self.length))
+
+
 Op: TypeAlias = (
     Mmap
     | Munmap
@@ -601,10 +803,16 @@ Op: TypeAlias = (
     | Mremap
     | Read
     | Write
+    | Madvise
+    | Mlock
+    | Munlock
     | RawMmap
     | RawMunmap
     | RawMprotect
     | RawMremap
+    | RawMadvise
+    | RawMlock
+    | RawMunlock
 )
 """One step of a sequence."""
 
@@ -695,7 +903,9 @@ def confinement_error(call: Call, window_lo: int, window_hi: int) -> str | None:
 
     match call:
         case MmapCall(addr, length, prot, flags, fd, _):
-            known = MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE
+            known = (
+                MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_LOCKED
+            )
             if not flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
                 return "mmap without MAP_FIXED or MAP_FIXED_NOREPLACE"
             if flags & ~known:
@@ -735,4 +945,30 @@ def confinement_error(call: Call, window_lo: int, window_hi: int) -> str | None:
         case ReadCall(addr) | WriteCall(addr, _):
             if not window_lo <= addr < window_hi:
                 return "access outside the window"
+            return None
+        case MadviseCall(addr, length, advice):
+            # do_madvise refuses before walking: a bad advice, an unaligned start, a length
+            # PAGE_ALIGN rounds to 0, a wrapping range; a zero length walks nothing, a far
+            # start finds no VMA. Anything else walks (across holes!) to its end.
+            if advice in BAD_MADVICE:
+                return None
+            if advice not in MADVICE:
+                return "madvise advice outside the allowed set"
+            aligned = _page_align(length)
+            if addr % PAGE_SIZE or (length and not aligned) or addr + aligned >= 1 << 64:
+                return None
+            if length == 0 or addr >= FAR:
+                return None
+            if not (window_lo <= addr and addr + aligned <= window_hi):
+                return "madvise range not confined to the window"
+            return None
+        case MlockCall(addr, length) | MunlockCall(addr, length):
+            # do_mlock/munlock round the start down and PAGE_ALIGN(len + offset): a range
+            # that wraps is EINVAL, an empty one does nothing, a far one has no VMA.
+            start = addr - addr % PAGE_SIZE
+            aligned = _page_align(length + addr % PAGE_SIZE)
+            if aligned == 0 or start + aligned >= 1 << 64 or start >= FAR:
+                return None
+            if not (window_lo <= start and start + aligned <= window_hi):
+                return "mlock range not confined to the window"
             return None
