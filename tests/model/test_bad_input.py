@@ -227,6 +227,16 @@ CASES: list[tuple[str, Call, int]] = [
     ("mlock past TASK_SIZE", lambda w: w.p.mlock(1 << 62, P), errno.ENOMEM),
     ("munlock unmapped", lambda w: w.p.munlock(0x10000, P), errno.ENOMEM),
     ("munlock wraps", lambda w: w.p.munlock(w.a, ULONG_MAX - P + 1), errno.EINVAL),
+    # memfd and file I/O (mm/memfd.c, fs/open.c do_sys_ftruncate, fs/read_write.c)
+    ("memfd name too long", lambda w: w.p.memfd_create("n" * 250), errno.EINVAL),
+    ("memfd unknown flags", lambda w: w.p.memfd_create("n", 0x8000), errno.EINVAL),
+    ("ftruncate device", lambda w: w.p.ftruncate(w.fd, 0), errno.EINVAL),
+    ("ftruncate negative", lambda w: w.p.ftruncate(w.fd, -1), errno.EINVAL),
+    ("ftruncate closed fd", lambda w: w.p.ftruncate(w.closed, 0), errno.EBADF),
+    ("pread device", lambda w: w.p.pread(w.fd, 1, 0), errno.EINVAL),
+    ("pread O_WRONLY", lambda w: w.p.pread(w.wo, 1, 0), errno.EBADF),
+    ("pwrite O_RDONLY", lambda w: w.p.pwrite(w.ro, b"x", 0), errno.EBADF),
+    ("pwrite negative offset", lambda w: w.p.pwrite(w.fd, b"x", -1), errno.EINVAL),
     # files
     ("open no such device", lambda w: w.p.open("/dev/none"), errno.ENOENT),
     ("open bad flags", lambda w: w.p.open("/dev/t", 3), errno.EINVAL),
@@ -288,6 +298,10 @@ def test_exited_process_is_esrch() -> None:
         lambda w: w.p.madvise(w.a, P, MADV_DONTNEED),
         lambda w: w.p.mlock(w.a, P),
         lambda w: w.p.munlock(w.a, P),
+        lambda w: w.p.memfd_create("x"),
+        lambda w: w.p.ftruncate(w.fd, 0),
+        lambda w: w.p.pread(w.fd, 1, 0),
+        lambda w: w.p.pwrite(w.fd, b"x", 0),
     ]
     for call in calls:
         with pytest.raises(KernelError) as ei:

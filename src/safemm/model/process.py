@@ -24,6 +24,7 @@ from .fault import user_access
 from .fork import dup_mmap, mmput
 from .fs import FMODE_READ, FMODE_WRITE, File, fput, get_file
 from .madvise import do_madvise, madvise_needs_write_lock
+from .memfd import memfd_create
 from .memory import read_pfn, write_pfn
 from .mlock import apply_vma_lock_flags, mlock_populate, mlock_range
 from .mm_types import MmStruct
@@ -41,6 +42,13 @@ from .mmap_lock import mmap_read_lock, mmap_read_unlock, mmap_write_lock, mmap_w
 from .mprotect import do_mprotect
 from .mremap import do_mremap
 from .pgtable import HugePmd
+from .shmem import (
+    MAX_LFS_FILESIZE,
+    SHMEM_FILE_OPS,
+    shmem_file_read,
+    shmem_file_write,
+    shmem_setattr_size,
+)
 from .task_mmu import show_maps
 from .userfaultfd import UserfaultfdCtx, userfaultfd_register
 from .vm_flags import VM_LOCKED
@@ -162,6 +170,98 @@ class Process:
                 raise KernelError(errno.ENOTTY, f"ioctl: {f.path} has no ioctl")
             with k.driver_hook(fops.owner, f, f"{fops.name}->unlocked_ioctl"):
                 return fops.unlocked_ioctl(f, cmd, arg)
+
+    # ---------------------------------------------------------------- memfd and file I/O
+
+    def memfd_create(self, name: str, flags: int = 0) -> int:
+        """``memfd_create(2)``: a new shmem file (size 0) on a new descriptor; see
+        :func:`~safemm.model.memfd.memfd_create` for the EINVAL cases."""
+        self._check_alive()
+        nm: object = name
+        if not isinstance(nm, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        flags = _ulong("flags", flags)
+        k = self.kernel
+        with k.enter(self.task, "sys_memfd_create"):
+            f = memfd_create(k, name, flags)
+            k.file_opened(f)
+            fd = self._fd_alloc()
+            self.fds[fd] = f
+            return fd
+
+    def _shmem_file(self, fd: int, mode: int, what: str) -> File:
+        """The checks of ``vfs_read``/``vfs_write`` and ``do_sys_ftruncate`` on the file:
+        EBADF without the open mode ``mode``; EINVAL if it has no such operation (only shmem
+        files have read, write and truncate in the model)."""
+        f = self._file(fd)
+        if not f.f_mode & mode:
+            if what == "ftruncate":
+                raise KernelError(errno.EINVAL, f"ftruncate: fd {fd} is not open for writing")
+            raise KernelError(errno.EBADF, f"{what}: fd {fd} is not open for that access")
+        if f.f_inode.kind != "shmem" or f.f_op is not SHMEM_FILE_OPS:
+            raise KernelError(errno.EINVAL, f"{what}: {f.path} has no {what} operation")
+        return f
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        """``ftruncate(2)`` (fs/open.c ``do_sys_ftruncate`` → ``shmem_setattr``): EINVAL for
+        a negative length, a file not open for writing or not a regular file; EBADF for a bad
+        descriptor. Shrinking zaps the pages past the new size from every mapping of the file
+        in every process (``unmap_mapping_range``)."""
+        self._check_alive()
+        ln: object = length
+        if isinstance(ln, bool) or not isinstance(ln, int):
+            raise TypeError(f"length must be an int, got {type(length).__name__}")
+        if not -(1 << 63) <= length < 1 << 63:
+            raise KernelError(errno.EINVAL, f"ftruncate: length {length:#x} is not a loff_t")
+        with self.kernel.enter(self.task, "sys_ftruncate"):
+            if length < 0:
+                raise KernelError(errno.EINVAL, f"ftruncate: negative length {length}")
+            f = self._shmem_file(fd, FMODE_WRITE, "ftruncate")
+            shmem_setattr_size(f.f_inode, length)
+
+    @staticmethod
+    def _rw_offset(what: str, count: int, offset: int) -> None:
+        """``ksys_pread64``/``ksys_pwrite64``: EINVAL for a negative offset (checked before
+        the descriptor)."""
+        for name, value in (("count", count), ("offset", offset)):
+            v: object = value
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if offset < 0:
+            raise KernelError(errno.EINVAL, f"{what}: negative offset {offset}")
+
+    @staticmethod
+    def _rw_verify_area(what: str, count: int, offset: int) -> None:
+        """``rw_verify_area`` (after the descriptor checks): EINVAL for a negative count or
+        an end past ``LLONG_MAX``."""
+        if count < 0:
+            raise KernelError(errno.EINVAL, f"{what}: negative count {count}")
+        if offset + count > MAX_LFS_FILESIZE:
+            raise KernelError(errno.EINVAL, f"{what}: {offset:#x}+{count:#x} overflows loff_t")
+
+    def pread(self, fd: int, length: int, offset: int) -> bytes:
+        """``pread64(2)``: up to ``length`` bytes at ``offset`` (fewer at the end of the file;
+        holes read as zeroes). EINVAL for a negative offset; EBADF for a bad descriptor or
+        one not open for reading; EINVAL for a file without a read operation."""
+        self._check_alive()
+        self._rw_offset("pread", length, offset)
+        with self.kernel.enter(self.task, "sys_pread64"):
+            f = self._shmem_file(fd, FMODE_READ, "pread")
+            self._rw_verify_area("pread", length, offset)
+            return shmem_file_read(f.f_inode, length, offset)
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        """``pwrite64(2)``: write ``data`` at ``offset``, growing the file as needed; returns
+        the count written. Errors as :meth:`pread` (EBADF when not open for writing), and
+        EFBIG at ``MAX_LFS_FILESIZE``."""
+        self._check_alive()
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        self._rw_offset("pwrite", len(data), offset)
+        with self.kernel.enter(self.task, "sys_pwrite64"):
+            f = self._shmem_file(fd, FMODE_WRITE, "pwrite")
+            self._rw_verify_area("pwrite", len(data), offset)
+            return shmem_file_write(f.f_inode, bytes(data), offset)
 
     # ---------------------------------------------------------------- memory map
 
