@@ -39,12 +39,14 @@ from safemm.conformance.ops import (
     WINDOW_FIRST_PAGE,
     WRAP,
     Call,
+    Ftruncate,
     Madvise,
     MadviseCall,
     Mlock,
     MlockCall,
     Mmap,
     MmapCall,
+    MmapFile,
     Mprotect,
     MprotectCall,
     Mremap,
@@ -54,6 +56,8 @@ from safemm.conformance.ops import (
     Munmap,
     MunmapCall,
     Op,
+    Pread,
+    Pwrite,
     RawMadvise,
     RawMlock,
     RawMmap,
@@ -101,6 +105,10 @@ def touched(op: Op) -> set[int]:
             return pages if new is None else pages | _span(new, new_len)
         case Madvise(page, npages, _) | Mlock(page, npages) | Munlock(page, npages):
             return set(range(page, page + npages))
+        case MmapFile(page, npages, _, _, _):
+            return set(range(page, page + npages))
+        case Ftruncate() | Pread() | Pwrite():
+            return set()
         case RawMadvise(addr, length, _):
             return _span(addr, length)
         case RawMlock(addr, length) | RawMunlock(addr, length):

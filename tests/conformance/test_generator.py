@@ -57,6 +57,10 @@ def test_mix_covers_the_vocabulary() -> None:
         "Madvise",
         "Mlock",
         "Munlock",
+        "MmapFile",
+        "Ftruncate",
+        "Pread",
+        "Pwrite",
         "RawMmap",
         "RawMunmap",
         "RawMprotect",
@@ -67,7 +71,7 @@ def test_mix_covers_the_vocabulary() -> None:
     }
     total = sum(kinds.values())
     raw = sum(count for name, count in kinds.items() if name.startswith("Raw"))
-    assert 0.05 < raw / total < 0.16  # biased towards valid calls
+    assert 0.03 < raw / total < 0.16  # biased towards valid calls
     assert flags[0] > 0
     assert flags[MREMAP_FIXED | 1] > 0
     assert flags[MREMAP_FIXED | MREMAP_DONTUNMAP | 1] > 0

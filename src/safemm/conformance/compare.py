@@ -38,14 +38,18 @@ from .kernel_side import KernelInfo, KernelSide, KernelUnavailable, unavailable_
 from .model_side import ModelSide, ModelUnavailable
 from .ops import (
     REGION_PAGES,
+    Ftruncate,
     Madvise,
     Mlock,
     Mmap,
+    MmapFile,
     Mprotect,
     Mremap,
     Munlock,
     Munmap,
     Op,
+    Pread,
+    Pwrite,
     RawMadvise,
     RawMlock,
     RawMmap,
@@ -84,6 +88,7 @@ FAMILIES: Final = (
     "access",
     "madvise",
     "mlock",
+    "file",
     "malformed",
 )
 """The operation families agreement is reported for, in report order."""
@@ -91,7 +96,8 @@ FAMILIES: Final = (
 
 def family_of(op: Op) -> str:
     """The family of an operation: its system call (``mlock`` for mlock and munlock),
-    ``access`` for loads and stores, ``malformed`` for the raw (byte-level) calls."""
+    ``access`` for loads and stores, ``file`` for memfd mappings and file calls (including
+    their malformed arguments), ``malformed`` for the raw (byte-level) calls."""
     match op:
         case Mmap():
             return "mmap"
@@ -107,6 +113,8 @@ def family_of(op: Op) -> str:
             return "madvise"
         case Mlock() | Munlock():
             return "mlock"
+        case MmapFile() | Ftruncate() | Pread() | Pwrite():
+            return "file"
         case (
             RawMmap()
             | RawMunmap()

@@ -23,6 +23,10 @@
  *   p ADDR LEN PROT                 mprotect
  *   r OLD OLDLEN NEWLEN FLAGS NEW   mremap
  *   a ADDR LEN ADVICE               madvise (ADVICE: the int's 32 bits, unsigned)
+ *   t LEN                           ftruncate(MEMFD, (off_t)LEN)
+ *   R OFF                           pread one byte of MEMFD at (off_t)OFF: the byte,
+ *                                   or 256 when nothing was read (end of file)
+ *   W OFF BYTE                      pwrite one byte to MEMFD at (off_t)OFF
  *   k ADDR LEN                      mlock
  *   K ADDR LEN                      munlock
  *   l ADDR                          one-byte load
@@ -35,6 +39,8 @@
  *   {"kind":"signal","value":S,"name":"SIGSEGV","maps":[...]}
  *   {"kind":"unsafe","reason":"..."}              refused by this program, not run
  *   {"kind":"fatal","reason":"..."}               followed by exit(70)
+ * MEMFD (descriptor 1000) is a memfd named "safemm", made at setup and
+ * truncated to 0 at every reset; mmap requests may name it (and only it).
  * "maps" holds every /proc/self/maps line that intersects [moat_lo, moat_hi),
  * verbatim. The first line written, before any request, is
  *   {"kind":"hello","page_size":P,"moat_lo":A,"window":B,"window_end":C,
@@ -52,6 +58,8 @@
  *    write(2) from static buffers; numbers are formatted by hand), no locale,
  *    no dlopen. The binary is linked with -z now, so the dynamic linker never
  *    runs again after startup (no lazy PLT binding). The heap (brk) never moves.
+ *  - The memfd is created at setup; reads, writes and truncation of it change no
+ *    mapping (its pages live in the page cache, not in this address space).
  *  - Every mmap it executes has MAP_FIXED or MAP_FIXED_NOREPLACE and a range
  *    inside the window (or arguments the kernel must refuse), checked by
  *    call_is_confined() below before the call is made. A successful
@@ -127,6 +135,9 @@ _Static_assert(MADV_DONTNEED == 4 && MADV_DONTFORK == 10 && MADV_DOFORK == 11, "
 _Static_assert(MADV_WIPEONFORK == 18 && MADV_KEEPONFORK == 19, "madvise ABI");
 
 typedef uint64_t u64;
+
+/* The suite's memfd (ops.MEMFD on the Python side). */
+#define MEMFD 1000
 
 /* Addresses and lengths at or above FAR are beyond TASK_SIZE on every 64-bit
  * Linux architecture (x86-64 5-level paging tops out at 2^57), so the kernel
@@ -341,8 +352,8 @@ static const char *mmap_unsafe(u64 addr, u64 len, u64 prot, u64 flags, long fd)
 		return "mmap flag outside the allowed set";
 	if (prot > 0xff)
 		return "mmap prot outside 0..0xff";
-	if (fd != -1)
-		return "mmap with a file descriptor";
+	if (fd != -1 && fd != MEMFD)
+		return "mmap with a file descriptor other than the memfd";
 	if (!addr_ok(addr) || !len_ok(len) || !range_ok(addr, len))
 		return "mmap range not confined to the window";
 	return NULL;
@@ -511,6 +522,35 @@ static void do_reset(void)
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1L, 0L);
 	if (r == -1 || (u64)r != w_lo)
 		reply_fatal("cannot reset the window");
+	if (syscall(SYS_ftruncate, MEMFD, 0L) != 0)
+		reply_fatal("cannot empty the memfd");
+}
+
+static void do_pread(u64 off)
+{
+	unsigned char byte = 0;
+	long r;
+	int err;
+
+	errno = 0;
+	r = syscall(SYS_pread64, MEMFD, &byte, 1UL, (long)off);
+	err = errno;
+	if (r == 1)
+		r = byte;
+	else if (r == 0)
+		r = 256;
+	reply_syscall(r, err);
+}
+
+static void do_pwrite(u64 off, unsigned char byte)
+{
+	long r;
+	int err;
+
+	errno = 0;
+	r = syscall(SYS_pwrite64, MEMFD, &byte, 1UL, (long)off);
+	err = errno;
+	reply_syscall(r, err);
 }
 
 static void do_mmap(u64 addr, u64 len, u64 prot, u64 flags, long fd, u64 off)
@@ -685,6 +725,24 @@ static void serve(void)
 			err = errno;
 			reply_syscall(r, err);
 			break;
+		case 't':
+			if (!next_u64(&p, &a[0]))
+				die("bad ftruncate request");
+			errno = 0;
+			r = syscall(SYS_ftruncate, MEMFD, (long)a[0]);
+			err = errno;
+			reply_syscall(r, err);
+			break;
+		case 'R':
+			if (!next_u64(&p, &a[0]))
+				die("bad pread request");
+			do_pread(a[0]);
+			break;
+		case 'W':
+			if (!next_u64(&p, &a[0]) || !next_u64(&p, &a[1]) || a[1] > 255)
+				die("bad pwrite request");
+			do_pwrite(a[0], (unsigned char)a[1]);
+			break;
 		case 'l':
 			if (!next_u64(&p, &a[0]))
 				die("bad load request");
@@ -725,7 +783,7 @@ static void setup(u64 region, u64 guard, u64 moat)
 	stack_t ss;
 	struct sigaction sa;
 	u64 total;
-	long span;
+	long span, memfd;
 
 	page_size = (u64)sysconf(_SC_PAGESIZE);
 
@@ -753,6 +811,9 @@ static void setup(u64 region, u64 guard, u64 moat)
 	if (syscall(SYS_munmap, moat_lo, moat * page_size) != 0 ||
 	    syscall(SYS_munmap, w_hi, moat * page_size) != 0)
 		die("cannot carve the moats");
+	memfd = syscall(SYS_memfd_create, "safemm", 0U);
+	if (memfd < 0 || dup2((int)memfd, MEMFD) != MEMFD || close((int)memfd) != 0)
+		die("cannot make the memfd");
 	do_reset();
 }
 

@@ -15,14 +15,17 @@ Shape of what is generated (weights in percent):
   combinations), 14 ``Mprotect``, 10 ``Munmap``, 14 ``Mremap`` (in place,
   ``MREMAP_MAYMOVE|MREMAP_FIXED``, and ``|MREMAP_DONTUNMAP``), 14 ``Read``, 14
   ``Write``, 8 ``Madvise`` (DONTNEED, DONTFORK, DOFORK, WIPEONFORK, KEEPONFORK),
-  4 ``Mlock``, 3 ``Munlock`` — over pages mostly in the region, sometimes in the
-  guards, one to four pages long, sometimes up to the window's end;
+  4 ``Mlock``, 3 ``Munlock``, 8 ``MmapFile`` (the suite's memfd, shared or private,
+  from file page 0 to 7), 3 ``Ftruncate`` (whole pages, or a page and a bit, up to
+  10 pages), 3 ``Pread`` and 3 ``Pwrite`` (one byte, up to 11 pages into the file)
+  — over pages mostly in the region, sometimes in the guards, one to four pages
+  long, sometimes up to the window's end;
 * 12 malformed calls (raw operations): unaligned addresses, zero lengths,
   unaligned lengths, lengths past ``TASK_SIZE`` or wrapping around zero,
   addresses past ``TASK_SIZE``, unknown or contradictory flags, bad ``prot``
   bits, unaligned or ignored mmap offsets, ``mremap`` with ``old_len == 0``,
   unknown ``madvise`` advice, ``mlock``/``munlock`` of unaligned, empty or
-  wrapping ranges.
+  wrapping ranges, ``ftruncate``/``pread``/``pwrite`` at negative or huge offsets.
 
 Besides single operations, a sequence is built from *shapes* (one piece in five): short
 runs of well-formed calls that make the layouts real programs make and that independent
@@ -77,14 +80,18 @@ from .ops import (
     WINDOW_END_PAGE,
     WINDOW_FIRST_PAGE,
     WRAP,
+    Ftruncate,
     Madvise,
     Mlock,
     Mmap,
+    MmapFile,
     Mprotect,
     Mremap,
     Munlock,
     Munmap,
     Op,
+    Pread,
+    Pwrite,
     RawMadvise,
     RawMlock,
     RawMmap,
@@ -232,6 +239,39 @@ def _mmap(c: Chooser) -> Op:
     if c.integer(0, 7) == 7:
         flags |= MAP_LOCKED
     return Mmap(page, _npages(c, page), c.choice(_PROTS), flags)
+
+
+def _mmap_file(c: Chooser) -> Op:
+    page = _page(c)
+    shared = c.integer(0, 1) == 0
+    return MmapFile(page, _npages(c, page), c.choice(_PROTS), shared, c.integer(0, 7))
+
+
+def _ftruncate(c: Chooser) -> Op:
+    return Ftruncate(c.integer(0, 10) * PAGE_SIZE + c.choice((0, 0, 100)))
+
+
+def _file_offset(c: Chooser) -> int:
+    return c.integer(0, 11) * PAGE_SIZE + c.choice((0, 1, PAGE_SIZE - 1))
+
+
+def _pread(c: Chooser) -> Op:
+    return Pread(_file_offset(c))
+
+
+def _pwrite(c: Chooser) -> Op:
+    return Pwrite(_file_offset(c), c.integer(1, 255))
+
+
+def _bad_file_call(c: Chooser) -> Op:
+    bad = c.choice((-1, -PAGE_SIZE, U64_MAX >> 1))
+    match c.integer(0, 2):
+        case 0:
+            return Ftruncate(bad if bad < 0 else -bad)
+        case 1:
+            return Pread(bad)
+        case _:
+            return Pwrite(bad, 1)
 
 
 def _madvise(c: Chooser) -> Op:
@@ -426,6 +466,7 @@ def _malformed(c: Chooser) -> Op:
         c,
         (
             (3, _bad_madvise_mlock),
+            (2, _bad_file_call),
             (3, _unaligned_addr),
             (2, _zero_length),
             (3, _unaligned_length),
@@ -447,6 +488,10 @@ _KINDS: Final[tuple[tuple[int, _Gen], ...]] = (
     (8, _madvise),
     (4, _mlock),
     (3, _munlock),
+    (8, _mmap_file),
+    (3, _ftruncate),
+    (3, _pread),
+    (3, _pwrite),
     (12, _malformed),
 )
 

@@ -54,6 +54,7 @@ from .ops import (
     PAGE_SIZE,
     REGION_PAGES,
     Call,
+    FtruncateCall,
     MadviseCall,
     MlockCall,
     MmapCall,
@@ -62,6 +63,8 @@ from .ops import (
     MunlockCall,
     MunmapCall,
     Op,
+    PreadCall,
+    PwriteCall,
     ReadCall,
     WriteCall,
 )
@@ -322,6 +325,12 @@ def _encode(call: Call) -> str:
             return f"k {addr} {length}"
         case MunlockCall(addr, length):
             return f"K {addr} {length}"
+        case FtruncateCall(length):
+            return f"t {length % (1 << 64)}"
+        case PreadCall(offset):
+            return f"R {offset % (1 << 64)}"
+        case PwriteCall(offset, byte):
+            return f"W {offset % (1 << 64)} {byte}"
 
 
 def _field_int(reply: dict[str, object], key: str) -> int:

@@ -40,14 +40,18 @@ from typing import Final, Protocol, runtime_checkable
 from . import ops as linux
 from .layout import MapsLine, parse_maps
 from .ops import (
+    FILE_EOF,
     GUARD_PAGES,
     MAP_ANONYMOUS,
     MAP_FIXED_NOREPLACE,
     MAP_PRIVATE,
+    MEMFD,
+    MEMFD_NAME,
     PAGE_SIZE,
     PROT_NONE,
     REGION_PAGES,
     Call,
+    FtruncateCall,
     MadviseCall,
     MlockCall,
     MmapCall,
@@ -56,6 +60,8 @@ from .ops import (
     MunlockCall,
     MunmapCall,
     Op,
+    PreadCall,
+    PwriteCall,
     ReadCall,
     WriteCall,
 )
@@ -147,6 +153,22 @@ class UserProcess(Protocol):
 
     def munlock(self, addr: int, length: int) -> object:
         """Unlock a range."""
+        ...
+
+    def memfd_create(self, name: str, flags: int = 0) -> int:
+        """Create a memfd; returns its descriptor."""
+        ...
+
+    def ftruncate(self, fd: int, length: int) -> object:
+        """Set a file's size."""
+        ...
+
+    def pread(self, fd: int, length: int, offset: int) -> bytes:
+        """Read from a file at an offset."""
+        ...
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        """Write to a file at an offset; returns the count."""
         ...
 
 
@@ -245,6 +267,7 @@ class ModelMachine:
         self.api = load_model_api() if api is None else api
         self._base = region_base
         self._process: UserProcess | None = None
+        self._memfd = -1
 
     @property
     def region_base(self) -> int:
@@ -265,6 +288,7 @@ class ModelMachine:
             ModelIncompatible: the reservation failed or landed elsewhere.
         """
         self._process = self.api.spawn()
+        self._memfd = self._process.memfd_create(MEMFD_NAME)
         window = self._base - GUARD_PAGES * PAGE_SIZE
         length = (2 * GUARD_PAGES + REGION_PAGES) * PAGE_SIZE
         outcome, lines = self.perform(
@@ -280,7 +304,7 @@ class ModelMachine:
         """Run one absolute call on the model's process."""
         process = self.process
         try:
-            outcome = self._dispatch(process, call)
+            outcome = self._dispatch(process, call, self._memfd)
         except Exception as exc:
             outcome = self._classify(exc)
         return outcome, parse_maps(process.maps())
@@ -296,9 +320,10 @@ class ModelMachine:
         return Outcome.exception(f"{type(exc).__name__}: {exc}")
 
     @staticmethod
-    def _dispatch(process: UserProcess, call: Call) -> Outcome:
+    def _dispatch(process: UserProcess, call: Call, memfd: int) -> Outcome:
         match call:
             case MmapCall(addr, length, prot, flags, fd, offset):
+                fd = memfd if fd == MEMFD else fd
                 return Outcome.ok(process.mmap(addr, length, prot, flags, fd, offset))
             case MunmapCall(addr, length):
                 process.munmap(addr, length)
@@ -325,6 +350,14 @@ class ModelMachine:
             case MunlockCall(addr, length):
                 process.munlock(addr, length)
                 return Outcome.ok(0)
+            case FtruncateCall(length):
+                process.ftruncate(memfd, length)
+                return Outcome.ok(0)
+            case PreadCall(offset):
+                data = process.pread(memfd, 1, offset)
+                return Outcome.ok(data[0] if data else FILE_EOF)
+            case PwriteCall(offset, byte):
+                return Outcome.ok(process.pwrite(memfd, bytes([byte]), offset))
 
 
 class ModelSide:

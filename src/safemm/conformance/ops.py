@@ -48,6 +48,7 @@ __all__ = [
     "BAD_MADVICE",
     "FAR",
     "FAR2",
+    "FILE_EOF",
     "GUARD_PAGES",
     "MADVICE",
     "MADV_DOFORK",
@@ -62,6 +63,8 @@ __all__ = [
     "MAP_PRIVATE",
     "MAP_SHARED",
     "MAP_SHARED_VALIDATE",
+    "MEMFD",
+    "MEMFD_NAME",
     "MOAT_PAGES",
     "MREMAP_DONTUNMAP",
     "MREMAP_FIXED",
@@ -79,12 +82,15 @@ __all__ = [
     "WINDOW_FIRST_PAGE",
     "WRAP",
     "Call",
+    "Ftruncate",
+    "FtruncateCall",
     "Madvise",
     "MadviseCall",
     "Mlock",
     "MlockCall",
     "Mmap",
     "MmapCall",
+    "MmapFile",
     "Mprotect",
     "MprotectCall",
     "Mremap",
@@ -94,6 +100,10 @@ __all__ = [
     "Munmap",
     "MunmapCall",
     "Op",
+    "Pread",
+    "PreadCall",
+    "Pwrite",
+    "PwriteCall",
     "RawMadvise",
     "RawMlock",
     "RawMmap",
@@ -154,6 +164,13 @@ MADVICE: Final = (MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK, MA
 """The advice the suite runs (``executor.c`` refuses other valid advice)."""
 BAD_MADVICE: Final = (999, 0x7FFFFFFF, -1)
 """Advice values no Linux accepts (EINVAL)."""
+
+MEMFD: Final = 1000
+"""The descriptor of the suite's memfd on both sides (the helper ``dup2``s it there)."""
+MEMFD_NAME: Final = "safemm"
+"""Its name: ``/proc/PID/maps`` shows ``/memfd:safemm (deleted)``."""
+FILE_EOF: Final = 0x100
+"""What a one-byte ``pread`` at or past the end of the file returns (no byte read)."""
 
 FAR: Final = 1 << 62
 """An address offset or length past ``TASK_SIZE`` on every 64-bit Linux."""
@@ -346,8 +363,33 @@ class MunlockCall:
     length: int
 
 
+@dataclass(frozen=True, slots=True)
+class FtruncateCall:
+    """``ftruncate(MEMFD, length)`` (``length`` is a signed ``off_t``)."""
+
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class PreadCall:
+    """``pread(MEMFD, buf, 1, offset)``: the byte, or :data:`FILE_EOF` if none was read."""
+
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class PwriteCall:
+    """``pwrite(MEMFD, &byte, 1, offset)``."""
+
+    offset: int
+    byte: int
+
+
 Call: TypeAlias = (
-    MmapCall
+    FtruncateCall
+    | PreadCall
+    | PwriteCall
+    | MmapCall
     | MunmapCall
     | MprotectCall
     | MremapCall
@@ -598,6 +640,108 @@ class Madvise(_Shrinkable):
 
 
 @dataclass(frozen=True, slots=True, repr=False)
+class MmapFile(_Shrinkable):
+    """``mmap`` of ``npages`` pages of the memfd, from file page ``file_page``, at region
+    page ``page`` (``MAP_FIXED``; shared or private)."""
+
+    page: int
+    npages: int
+    prot: int
+    shared: bool
+    file_page: int = 0
+
+    def call(self, base: int) -> MmapCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        kind = MAP_SHARED if self.shared else MAP_PRIVATE
+        return MmapCall(
+            _page_addr(base, self.page),
+            self.npages * PAGE_SIZE,
+            self.prot,
+            kind | MAP_FIXED,
+            MEMFD,
+            self.file_page * PAGE_SIZE,
+        )
+
+    def _with(self, page: int, npages: int, prot: int, file_page: int) -> Op:
+        return MmapFile(page, npages, prot, self.shared, file_page)
+
+    @override
+    def _candidates(self) -> list[Op]:
+        page, n, prot, fp = self.page, self.npages, self.prot, self.file_page
+        return [
+            *_fewer_pages(n, lambda k: self._with(page, k, prot, fp)),
+            *_towards_zero(page, lambda q: self._with(q, n, prot, fp)),
+            *_towards_zero(fp, lambda q: self._with(page, n, prot, q)),
+            *_fewer_bits(prot, lambda q: self._with(page, n, q, fp)),
+        ]
+
+    @override
+    def __repr__(self) -> str:
+        return (
+            f"MmapFile(page={self.page}, npages={self.npages}, prot={format_prot(self.prot)}, "
+            f"shared={self.shared}, file_page={self.file_page})"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Ftruncate(_Shrinkable):
+    """``ftruncate`` of the memfd to ``length`` bytes (negative: malformed)."""
+
+    length: int
+
+    def call(self, base: int) -> FtruncateCall:
+        """The call (it does not depend on ``base``)."""
+        return FtruncateCall(self.length)
+
+    @override
+    def _candidates(self) -> list[Op]:
+        return _towards_zero(self.length, Ftruncate)
+
+    @override
+    def __repr__(self) -> str:
+        return f"Ftruncate(length={_fmt_int(self.length)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Pread(_Shrinkable):
+    """A one-byte ``pread`` of the memfd at ``offset`` (negative: malformed)."""
+
+    offset: int
+
+    def call(self, base: int) -> PreadCall:
+        """The call (it does not depend on ``base``)."""
+        return PreadCall(self.offset)
+
+    @override
+    def _candidates(self) -> list[Op]:
+        return _towards_zero(self.offset, Pread)
+
+    @override
+    def __repr__(self) -> str:
+        return f"Pread(offset={_fmt_int(self.offset)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Pwrite(_Shrinkable):
+    """A one-byte ``pwrite`` of ``byte`` to the memfd at ``offset``."""
+
+    offset: int
+    byte: int
+
+    def call(self, base: int) -> PwriteCall:
+        """The call (it does not depend on ``base``)."""
+        return PwriteCall(self.offset, self.byte)
+
+    @override
+    def _candidates(self) -> list[Op]:
+        return _towards_zero(self.offset, lambda o: Pwrite(o, self.byte))
+
+    @override
+    def __repr__(self) -> str:
+        return f"Pwrite(offset={_fmt_int(self.offset)}, byte={self.byte:#04x})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
 class _LockRange(_Shrinkable):
     """``npages`` pages at region page ``page`` for mlock or munlock."""
 
@@ -798,6 +942,10 @@ class RawMunlock(_RawLockRange):
 
 Op: TypeAlias = (
     Mmap
+    | MmapFile
+    | Ftruncate
+    | Pread
+    | Pwrite
     | Munmap
     | Mprotect
     | Mremap
@@ -912,8 +1060,8 @@ def confinement_error(call: Call, window_lo: int, window_hi: int) -> str | None:
                 return "mmap flag outside the allowed set"
             if not 0 <= prot <= 0xFF:
                 return "mmap prot outside 0..0xff"
-            if fd != -1:
-                return "mmap with a file descriptor"
+            if fd not in (-1, MEMFD):
+                return "mmap with a file descriptor other than the memfd"
             if not (addr_ok(addr) and len_ok(length) and range_ok(addr, length)):
                 return "mmap range not confined to the window"
             return None
@@ -946,6 +1094,8 @@ def confinement_error(call: Call, window_lo: int, window_hi: int) -> str | None:
             if not window_lo <= addr < window_hi:
                 return "access outside the window"
             return None
+        case FtruncateCall() | PreadCall() | PwriteCall():
+            return None  # the memfd only: no address is involved
         case MadviseCall(addr, length, advice):
             # do_madvise refuses before walking: a bad advice, an unaligned start, a length
             # PAGE_ALIGN rounds to 0, a wrapping range; a zero length walks nothing, a far
