@@ -119,10 +119,12 @@ def shmem_file_write(inode: Inode, data: bytes, pos: int) -> int:
     return done
 
 
-def shmem_truncate_range(inode: Inode, lstart: int) -> None:
+def shmem_truncate_range(inode: Inode, lstart: int, oldsize: int) -> None:
     """``shmem_truncate_range(inode, lstart, -1)``: free the page-cache pages wholly past
     ``lstart`` and zero the rest of the page ``lstart`` falls in
-    (``truncate_inode_partial_folio``)."""
+    (``truncate_inode_partial_folio``). Like the kernel's xarray walk, it costs what it
+    removes: it looks at the indices up to ``oldsize`` or at the cached pages, whichever are
+    fewer."""
     mapping = inode.i_mapping
     first_whole = (lstart + PAGE_SIZE - 1) >> PAGE_SHIFT
     partial = lstart & (PAGE_SIZE - 1)
@@ -130,7 +132,12 @@ def shmem_truncate_range(inode: Inode, lstart: int) -> None:
         page = mapping.pages.get(lstart >> PAGE_SHIFT)
         if page is not None:
             page.write(partial, bytes(PAGE_SIZE - partial))
-    for index in sorted(i for i in mapping.pages if i >= first_whole):
+    old_end = (oldsize + PAGE_SIZE - 1) >> PAGE_SHIFT
+    if old_end - first_whole <= len(mapping.pages):
+        doomed = [i for i in range(first_whole, old_end) if i in mapping.pages]
+    else:
+        doomed = sorted(i for i in mapping.pages if i >= first_whole)
+    for index in doomed:
         page = mapping.pages.pop(index)
         page.mapping = None
         inode.kernel.pages.put_page(page, "mm/shmem.c:shmem_undo_range")
@@ -147,6 +154,6 @@ def shmem_setattr_size(inode: Inode, newsize: int) -> None:
     holebegin = (newsize + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
     if oldsize > holebegin:
         unmap_mapping_range(inode.i_mapping, holebegin, 0, even_cows=True)
-    shmem_truncate_range(inode, newsize)
+    shmem_truncate_range(inode, newsize, oldsize)
     if oldsize > holebegin:
         unmap_mapping_range(inode.i_mapping, holebegin, 0, even_cows=True)
