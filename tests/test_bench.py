@@ -62,6 +62,15 @@ def test_unmap_mapping_range() -> None:
     assert r.details["nodes_visited_large"] >= 2
 
 
+def test_ftruncate() -> None:
+    (r,) = bench.bench_ftruncate(n_procs=3, vmas_per_proc=4, n_hits=2, reps=3, batches=2)
+    _check([r])
+    assert r.target == 20
+    assert r.details == {"vmas_large": 12, "overlapping_large": 2}
+    with pytest.raises(ValueError, match="n_hits"):
+        bench.bench_ftruncate(n_procs=1, vmas_per_proc=1, n_hits=2, reps=1, batches=1)
+
+
 def test_safe_layer() -> None:
     (r,) = bench.bench_safe_layer(reps=3, batches=2)
     _check([r])
@@ -138,7 +147,7 @@ def test_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     code = bench.main(["--json", "--small", "4", "--large", "8", "--scale", "0.01", "--no-static"])
     doc = json.loads(capsys.readouterr().out)
     assert code in (0, 1)
-    assert len(doc["results"]) == 15  # 13 + the fuzzer, sequential and with races
+    assert len(doc["results"]) == 16  # 13 + the fuzzer (sequential, with races) + ftruncate
     assert {r["verdict"] for r in doc["results"]} <= {"pass", "FAIL", "info"}
 
 

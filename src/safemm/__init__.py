@@ -16,10 +16,16 @@ from .model.errors import Livelock as Livelock
 from .model.errors import SegmentationFault as SegmentationFault
 from .model.errors import StaleReferenceError as StaleReferenceError
 from .model.kernel import Kernel as Kernel
+from .model.mman import MADV_DOFORK as MADV_DOFORK
+from .model.mman import MADV_DONTFORK as MADV_DONTFORK
+from .model.mman import MADV_DONTNEED as MADV_DONTNEED
+from .model.mman import MADV_KEEPONFORK as MADV_KEEPONFORK
+from .model.mman import MADV_WIPEONFORK as MADV_WIPEONFORK
 from .model.mman import MAP_ANONYMOUS as MAP_ANONYMOUS
 from .model.mman import MAP_FIXED as MAP_FIXED
 from .model.mman import MAP_FIXED_NOREPLACE as MAP_FIXED_NOREPLACE
 from .model.mman import MAP_HUGETLB as MAP_HUGETLB
+from .model.mman import MAP_LOCKED as MAP_LOCKED
 from .model.mman import MAP_PRIVATE as MAP_PRIVATE
 from .model.mman import MAP_SHARED as MAP_SHARED
 from .model.mman import MREMAP_DONTUNMAP as MREMAP_DONTUNMAP
@@ -39,10 +45,16 @@ from .model.vm_flags import VmFlags as VmFlags
 __version__ = "0.1.0"
 
 __all__ = [
+    "MADV_DOFORK",
+    "MADV_DONTFORK",
+    "MADV_DONTNEED",
+    "MADV_KEEPONFORK",
+    "MADV_WIPEONFORK",
     "MAP_ANONYMOUS",
     "MAP_FIXED",
     "MAP_FIXED_NOREPLACE",
     "MAP_HUGETLB",
+    "MAP_LOCKED",
     "MAP_PRIVATE",
     "MAP_SHARED",
     "MREMAP_DONTUNMAP",

@@ -17,6 +17,10 @@ not depend on the machine:
   by 1,000 VMAs spread over 100 processes of which only 10 overlap the page. Target: at most
   20 times the single-VMA cost (the kernel keeps ``i_mmap`` in an interval tree, so the 990
   other VMAs are never visited); the interval tree's ``nodes_visited`` is reported.
+* **ftruncate** shrinking a memfd by its last page, when the file is mapped by 1 VMA, against
+  the same file mapped by 1,000 VMAs spread over 100 processes of which only 10 cover that
+  page (``shmem_setattr`` → ``unmap_mapping_range``). Target: at most 20 times the single-VMA
+  cost. Each repetition first grows the file back and faults the page in again (untimed).
 * **The safe layer's overhead** over the raw model on the same work: take the mmap read lock,
   look the VMA up, check VM_MIXEDMAP, insert a page, zap it, unlock. Target: at most 1.15.
 * **The fuzzer's steps per second** on the tutorial driver (``fuzz_driver``, 100 programs,
@@ -731,6 +735,115 @@ def bench_safe_layer(*, reps: int = 300, batches: int = 31) -> list[BenchResult]
     return [
         _result(
             "safe layer: lock+lookup+insert+zap", got["cycle"], ("raw model", "safe layer"), 1.15
+        )
+    ]
+
+
+@dataclass
+class _MemfdMappings:
+    """A memfd mapped by many VMAs in many processes (see :func:`_build_memfd_mappings`)."""
+
+    kernel: Kernel
+    owner: Process
+    fd: int
+    size: int
+    #: The processes and addresses whose VMAs cover the file's last page.
+    hits: list[tuple[Process, int]]
+    nr_vmas: int
+
+
+def _build_memfd_mappings(n_procs: int, vmas_per_proc: int, n_hits: int) -> _MemfdMappings:
+    """One memfd, made by a process that then forks ``n_procs`` children (which inherit the
+    descriptor); the children map it ``vmas_per_proc`` times each, ``n_hits`` of the mappings
+    ending at the file's last page and the others far below it."""
+    from .model.kernel import Kernel
+    from .model.mman import MAP_SHARED, PROT_READ
+
+    total = n_procs * vmas_per_proc
+    if not 1 <= n_hits <= total:
+        raise ValueError(f"n_hits must be in [1, {total}]")
+    k = Kernel()
+    owner = k.spawn("memfd-owner")
+    fd = owner.memfd_create("bench")
+    last = TARGET_PGOFF + FILE_VMA_PAGES
+    size = last * PAGE
+    owner.ftruncate(fd, size)
+    stride = total // n_hits
+    hits: list[tuple[Process, int]] = []
+    g = 0
+    for j in range(n_procs):
+        p = owner.fork()
+        p.comm = f"memfd{j}"
+        for _ in range(vmas_per_proc):
+            if g % stride == 0 and len(hits) < n_hits:
+                pgoff = last - FILE_VMA_PAGES
+            else:
+                pgoff = (g % 1000) * FILE_VMA_PAGES
+            addr = p.mmap(None, FILE_VMA_PAGES * PAGE, PROT_READ, MAP_SHARED, fd, pgoff * PAGE)
+            if pgoff == last - FILE_VMA_PAGES:
+                hits.append((p, addr + (FILE_VMA_PAGES - 1) * PAGE))
+            g += 1
+    if len(hits) != n_hits:
+        raise AssertionError(f"{len(hits)} VMAs cover the last page (wanted {n_hits})")
+    return _MemfdMappings(k, owner, fd, size, hits, total)
+
+
+def _ftruncate_batch(mf: _MemfdMappings) -> _Batch:
+    """Time ``ftruncate`` to one page less; grow back and fault the page in (untimed)."""
+    k = mf.kernel
+
+    def batch(reps: int) -> dict[str, int]:
+        clock = time.perf_counter_ns
+        total = 0
+        for _ in range(reps):
+            mf.owner.ftruncate(mf.fd, mf.size)
+            for p, addr in mf.hits:
+                p.read(addr, 1)
+            zapped = k.counters.ptes_zapped
+            t0 = clock()
+            mf.owner.ftruncate(mf.fd, mf.size - PAGE)
+            total += clock() - t0
+            if k.counters.ptes_zapped - zapped != len(mf.hits):
+                raise AssertionError("ftruncate did not zap the page from every mapping")
+        return {"ftruncate": total}
+
+    return batch
+
+
+def bench_ftruncate(
+    *,
+    n_procs: int = 100,
+    vmas_per_proc: int = 10,
+    n_hits: int = 10,
+    reps: int = 50,
+    batches: int = 21,
+) -> list[BenchResult]:
+    """``ftruncate`` shrinking a memfd by one page: mapped by 1 VMA against mapped by
+    ``n_procs * vmas_per_proc`` VMAs of which ``n_hits`` cover the page.
+
+    Args:
+        n_procs: Processes mapping the file in the large case.
+        vmas_per_proc: VMAs per process in the large case.
+        n_hits: How many of those VMAs cover the page.
+        reps: Calls per batch.
+        batches: Batches per case; the median batch counts.
+
+    Returns:
+        One result.
+    """
+    one = _build_memfd_mappings(1, 1, 1)
+    many = _build_memfd_mappings(n_procs, vmas_per_proc, n_hits)
+    got = _interleaved(batches, reps, _ftruncate_batch(one), _ftruncate_batch(many))
+    for mf in (one, many):
+        if mf.kernel.dmesg:
+            raise AssertionError("kernel reports:\n" + "\n".join(mf.kernel.dmesg))
+    return [
+        _result(
+            "ftruncate, shrink by 1 page",
+            got["ftruncate"],
+            ("1 VMA", f"{many.nr_vmas:,} VMAs/{n_procs} procs, {n_hits} hit"),
+            20,
+            {"vmas_large": many.nr_vmas, "overlapping_large": n_hits},
         )
     ]
 
@@ -1507,6 +1620,7 @@ def run_all(
 
     out = bench_vma_ops(small, large, reps=n(100), lookup_reps=n(1024))
     out += bench_unmap_mapping_range(reps=n(100))
+    out += bench_ftruncate(reps=n(50))
     out += bench_safe_layer(reps=n(300))
     out += bench_switch(reps=n(2000))
     out += bench_switch_mechanism(reps=n(2000))

@@ -95,6 +95,25 @@ def test_outcome_mismatch_is_found_and_shrunk(kernel_side: KernelSide) -> None:
     assert "outcome differ at step 0" in text
 
 
+def test_families_name_where_the_sides_first_differ(kernel_side: KernelSide) -> None:
+    """Per-family agreement: only mremap results are distorted, so every first difference
+    is an mremap step (raw mremaps count as malformed)."""
+    distorted = Distorted(kernel_side, efault_for_enomem)
+    report = run(60, seed=1, kernel=kernel_side, model=distorted, max_shrinks=0)
+    tallies = {tally.family: tally for tally in report.families}
+    assert tuple(tallies) == compare.FAMILIES
+    disagreed = report.sequences - report.agreed
+    assert disagreed > 0
+    firsts = {name: tally.first_differences for name, tally in tallies.items()}
+    assert firsts["mremap"] + firsts["malformed"] == disagreed
+    assert firsts["mmap"] == firsts["mprotect"] == firsts["access"] == 0
+    for tally in tallies.values():
+        assert tally.agreed <= tally.sequences <= report.sequences
+        assert tally.steps >= tally.sequences
+    assert tallies["mremap"].rate < 1.0
+    assert f"  mremap:    {tallies['mremap'].agreed}/" in report.summary()
+
+
 def test_layout_mismatch_is_found_and_shrunk(kernel_side: KernelSide) -> None:
     distorted = Distorted(kernel_side, hide_shared)
     report = run(40, seed=2, kernel=kernel_side, model=distorted)

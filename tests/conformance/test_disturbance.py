@@ -22,6 +22,7 @@ from safemm.conformance.ops import (
     FAR,
     FAR2,
     GUARD_PAGES,
+    MADV_DONTNEED,
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
@@ -38,18 +39,31 @@ from safemm.conformance.ops import (
     WINDOW_FIRST_PAGE,
     WRAP,
     Call,
+    Ftruncate,
+    Madvise,
+    MadviseCall,
+    Mlock,
+    MlockCall,
     Mmap,
     MmapCall,
+    MmapFile,
     Mprotect,
     MprotectCall,
     Mremap,
     MremapCall,
+    Munlock,
+    MunlockCall,
     Munmap,
     MunmapCall,
     Op,
+    Pread,
+    Pwrite,
+    RawMadvise,
+    RawMlock,
     RawMmap,
     RawMprotect,
     RawMremap,
+    RawMunlock,
     RawMunmap,
     Read,
     ReadCall,
@@ -89,6 +103,17 @@ def touched(op: Op) -> set[int]:
         case RawMremap(old, old_len, new_len, _, new):
             pages = _span(old, max(old_len, new_len))
             return pages if new is None else pages | _span(new, new_len)
+        case Madvise(page, npages, _) | Mlock(page, npages) | Munlock(page, npages):
+            return set(range(page, page + npages))
+        case MmapFile(page, npages, _, _, _):
+            return set(range(page, page + npages))
+        case Ftruncate() | Pread() | Pwrite():
+            return set()
+        case RawMadvise(addr, length, _):
+            return _span(addr, length)
+        case RawMlock(addr, length) | RawMunlock(addr, length):
+            # the start is rounded down to its page, the length up
+            return _span(addr - addr % PAGE_SIZE, (length + addr % PAGE_SIZE) % (1 << 64))
 
 
 def test_two_hundred_sequences_never_disturb_the_window(kernel_side: KernelSide) -> None:
@@ -175,6 +200,9 @@ def _grid(lo: int, hi: int) -> list[Call]:
     for new_addr, new_len in itertools.product(addresses, lengths):
         calls.append(MremapCall(lo, PAGE_SIZE, new_len, MREMAP_MAYMOVE | MREMAP_FIXED, new_addr))
     calls += [ReadCall(addr) for addr in addresses]
+    for addr, length in itertools.product(addresses, lengths):
+        calls += [MlockCall(addr, length), MunlockCall(addr, length)]
+        calls += [MadviseCall(addr, length, advice) for advice in (MADV_DONTNEED, 999, 0)]
     return calls
 
 

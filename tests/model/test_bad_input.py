@@ -33,6 +33,10 @@ from safemm.model import (
 )
 from safemm.model.memory import unmap_mapping_range
 from safemm.model.mman import (
+    MADV_DOFORK,
+    MADV_DONTFORK,
+    MADV_DONTNEED,
+    MADV_WIPEONFORK,
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
@@ -207,6 +211,32 @@ CASES: list[tuple[str, Call, int]] = [
     ),
     ("mremap private dup", lambda w: w.p.mremap(w.a, 0, P, MREMAP_MAYMOVE), errno.EINVAL),
     ("mremap grow mixedmap in place", lambda w: w.p.mremap(w.d, 2 * P, 3 * P), errno.ENOMEM),
+    # madvise (mm/madvise.c do_madvise, madvise_walk_vmas, madvise_vma_behavior)
+    ("madvise unknown advice", lambda w: w.p.madvise(w.a, P, 999), errno.EINVAL),
+    ("madvise unmodelled advice", lambda w: w.p.madvise(w.a, P, 8), errno.EINVAL),
+    ("madvise unaligned", lambda w: w.p.madvise(w.a + 1, P, MADV_DONTNEED), errno.EINVAL),
+    ("madvise length rounds to 0", lambda w: w.p.madvise(w.a, ULONG_MAX, 4), errno.EINVAL),
+    ("madvise wraps", lambda w: w.p.madvise(w.a, ULONG_MAX - P + 1, 4), errno.EINVAL),
+    ("madvise unmapped", lambda w: w.p.madvise(0x10000, P, MADV_DONTFORK), errno.ENOMEM),
+    ("madvise past TASK_SIZE", lambda w: w.p.madvise(1 << 62, P, MADV_DONTNEED), errno.ENOMEM),
+    ("madvise dofork device", lambda w: w.p.madvise(w.d, P, MADV_DOFORK), errno.EINVAL),
+    ("madvise wipeonfork file", lambda w: w.p.madvise(w.d, P, MADV_WIPEONFORK), errno.EINVAL),
+    # mlock/munlock (mm/mlock.c do_mlock, apply_vma_lock_flags)
+    ("mlock unmapped", lambda w: w.p.mlock(0x10000, P), errno.ENOMEM),
+    ("mlock wraps", lambda w: w.p.mlock(w.a, ULONG_MAX - P + 1), errno.EINVAL),
+    ("mlock past TASK_SIZE", lambda w: w.p.mlock(1 << 62, P), errno.ENOMEM),
+    ("munlock unmapped", lambda w: w.p.munlock(0x10000, P), errno.ENOMEM),
+    ("munlock wraps", lambda w: w.p.munlock(w.a, ULONG_MAX - P + 1), errno.EINVAL),
+    # memfd and file I/O (mm/memfd.c, fs/open.c do_sys_ftruncate, fs/read_write.c)
+    ("memfd name too long", lambda w: w.p.memfd_create("n" * 250), errno.EINVAL),
+    ("memfd unknown flags", lambda w: w.p.memfd_create("n", 0x8000), errno.EINVAL),
+    ("ftruncate device", lambda w: w.p.ftruncate(w.fd, 0), errno.EINVAL),
+    ("ftruncate negative", lambda w: w.p.ftruncate(w.fd, -1), errno.EINVAL),
+    ("ftruncate closed fd", lambda w: w.p.ftruncate(w.closed, 0), errno.EBADF),
+    ("pread device", lambda w: w.p.pread(w.fd, 1, 0), errno.EINVAL),
+    ("pread O_WRONLY", lambda w: w.p.pread(w.wo, 1, 0), errno.EBADF),
+    ("pwrite O_RDONLY", lambda w: w.p.pwrite(w.ro, b"x", 0), errno.EBADF),
+    ("pwrite negative offset", lambda w: w.p.pwrite(w.fd, b"x", -1), errno.EINVAL),
     # files
     ("open no such device", lambda w: w.p.open("/dev/none"), errno.ENOENT),
     ("open bad flags", lambda w: w.p.open("/dev/t", 3), errno.EINVAL),
@@ -265,6 +295,13 @@ def test_exited_process_is_esrch() -> None:
         lambda w: w.p.open("/dev/t"),
         lambda w: w.p.maps(),
         lambda w: w.p.userfaultfd_register(w.a, P),
+        lambda w: w.p.madvise(w.a, P, MADV_DONTNEED),
+        lambda w: w.p.mlock(w.a, P),
+        lambda w: w.p.munlock(w.a, P),
+        lambda w: w.p.memfd_create("x"),
+        lambda w: w.p.ftruncate(w.fd, 0),
+        lambda w: w.p.pread(w.fd, 1, 0),
+        lambda w: w.p.pwrite(w.fd, b"x", 0),
     ]
     for call in calls:
         with pytest.raises(KernelError) as ei:
@@ -284,6 +321,10 @@ def test_non_integer_arguments_are_type_errors() -> None:
         w.p.write(w.a, "text")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         w.p.close(True)
+    with pytest.raises(TypeError):
+        w.p.madvise(w.a, P, "dontneed")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        w.p.mlock(w.a, None)  # type: ignore[arg-type]
 
 
 def test_kernel_api_arguments() -> None:

@@ -36,15 +36,42 @@ from typing_extensions import override
 from .generator import MAX_STEPS, random_sequences
 from .kernel_side import KernelInfo, KernelSide, KernelUnavailable, unavailable_reason
 from .model_side import ModelSide
-from .ops import REGION_PAGES, Op, format_sequence
+from .ops import (
+    REGION_PAGES,
+    Ftruncate,
+    Madvise,
+    Mlock,
+    Mmap,
+    MmapFile,
+    Mprotect,
+    Mremap,
+    Munlock,
+    Munmap,
+    Op,
+    Pread,
+    Pwrite,
+    RawMadvise,
+    RawMlock,
+    RawMmap,
+    RawMprotect,
+    RawMremap,
+    RawMunlock,
+    RawMunmap,
+    Read,
+    Write,
+    format_sequence,
+)
 from .steps import Outcome, SequenceResult, Side, StepResult
 
 __all__ = [
+    "FAMILIES",
+    "FamilyTally",
     "Found",
     "Mismatch",
     "Report",
     "compare",
     "compare_results",
+    "family_of",
     "main",
     "run",
     "shrink",
@@ -52,6 +79,76 @@ __all__ = [
 
 SETUP_STEP: Final = -1
 """``Mismatch.step`` when the layouts already differ right after the reset."""
+
+FAMILIES: Final = (
+    "mmap",
+    "munmap",
+    "mprotect",
+    "mremap",
+    "access",
+    "madvise",
+    "mlock",
+    "file",
+    "malformed",
+)
+"""The operation families agreement is reported for, in report order."""
+
+
+def family_of(op: Op) -> str:
+    """The family of an operation: its system call (``mlock`` for mlock and munlock),
+    ``access`` for loads and stores, ``file`` for memfd mappings and file calls (including
+    their malformed arguments), ``malformed`` for the raw (byte-level) calls."""
+    match op:
+        case Mmap():
+            return "mmap"
+        case Munmap():
+            return "munmap"
+        case Mprotect():
+            return "mprotect"
+        case Mremap():
+            return "mremap"
+        case Read() | Write():
+            return "access"
+        case Madvise():
+            return "madvise"
+        case Mlock() | Munlock():
+            return "mlock"
+        case MmapFile() | Ftruncate() | Pread() | Pwrite():
+            return "file"
+        case (
+            RawMmap()
+            | RawMunmap()
+            | RawMprotect()
+            | RawMremap()
+            | RawMadvise()
+            | RawMlock()
+            | RawMunlock()
+        ):
+            return "malformed"
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyTally:
+    """Agreement over the sequences that contain an operation of one family.
+
+    Attributes:
+        family: the family (:data:`FAMILIES`).
+        sequences: sequences with at least one operation of the family.
+        agreed: how many of those agreed at every step.
+        steps: operations of the family run (on each side).
+        first_differences: mismatches whose first differing step is of the family.
+    """
+
+    family: str
+    sequences: int = 0
+    agreed: int = 0
+    steps: int = 0
+    first_differences: int = 0
+
+    @property
+    def rate(self) -> float:
+        """The fraction of those sequences that agreed (1.0 if none ran)."""
+        return self.agreed / self.sequences if self.sequences else 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +325,7 @@ class Report:
         steps: how many steps were run in all (on each side).
         found: the distinct shrunk mismatches, most frequent first.
         seconds: wall-clock time of the run.
+        families: agreement per operation family, in :data:`FAMILIES` order.
     """
 
     info: KernelInfo
@@ -238,6 +336,7 @@ class Report:
     steps: int
     found: tuple[Found, ...] = field(default=())
     seconds: float = 0.0
+    families: tuple[FamilyTally, ...] = field(default=())
 
     @property
     def rate(self) -> float:
@@ -252,6 +351,12 @@ class Report:
             f"{REGION_PAGES}-page region), {self.steps} steps, {self.seconds:.1f} s",
             f"agreement: {self.agreed}/{self.sequences} sequences ({100 * self.rate:.2f}%)",
         ]
+        for tally in self.families:
+            lines.append(
+                f"  {tally.family + ':':10} {tally.agreed}/{tally.sequences} sequences "
+                f"({100 * tally.rate:.2f}%), {tally.steps} steps, "
+                f"{tally.first_differences} first difference(s)"
+            )
         for number, found in enumerate(self.found[:show], 1):
             lines.append(
                 f"\nmismatch {number} of {len(self.found)} (from {found.count} sequence(s), "
@@ -302,9 +407,25 @@ def run(
     started = time.monotonic()
     agreed = steps = shrinks = 0
     found: dict[str, Found] = {}
+    families = {name: FamilyTally(name) for name in FAMILIES}
     for number, ops in enumerate(random_sequences(n, seed, max_steps)):
         steps += len(ops)
         mismatch = check(ops)
+        counts: dict[str, int] = {}
+        for op in ops:
+            counts[family_of(op)] = counts.get(family_of(op), 0) + 1
+        first = (
+            family_of(ops[mismatch.step]) if mismatch is not None and mismatch.step >= 0 else None
+        )
+        for name, count in counts.items():
+            t = families[name]
+            families[name] = replace(
+                t,
+                sequences=t.sequences + 1,
+                agreed=t.agreed + (mismatch is None),
+                steps=t.steps + count,
+                first_differences=t.first_differences + (name == first),
+            )
         if mismatch is None:
             agreed += 1
         else:
@@ -333,6 +454,7 @@ def run(
         steps=steps,
         found=tuple(ranked),
         seconds=time.monotonic() - started,
+        families=tuple(families[name] for name in FAMILIES),
     )
 
 

@@ -22,6 +22,13 @@
  *   u ADDR LEN                      munmap
  *   p ADDR LEN PROT                 mprotect
  *   r OLD OLDLEN NEWLEN FLAGS NEW   mremap
+ *   a ADDR LEN ADVICE               madvise (ADVICE: the int's 32 bits, unsigned)
+ *   t LEN                           ftruncate(MEMFD, (off_t)LEN)
+ *   R OFF                           pread one byte of MEMFD at (off_t)OFF: the byte,
+ *                                   or 256 when nothing was read (end of file)
+ *   W OFF BYTE                      pwrite one byte to MEMFD at (off_t)OFF
+ *   k ADDR LEN                      mlock
+ *   K ADDR LEN                      munlock
  *   l ADDR                          one-byte load
  *   s ADDR BYTE                     one-byte store
  *   z                               reset the window to its initial state
@@ -32,6 +39,8 @@
  *   {"kind":"signal","value":S,"name":"SIGSEGV","maps":[...]}
  *   {"kind":"unsafe","reason":"..."}              refused by this program, not run
  *   {"kind":"fatal","reason":"..."}               followed by exit(70)
+ * MEMFD (descriptor 1000) is a memfd named "safemm", made at setup and
+ * truncated to 0 at every reset; mmap requests may name it (and only it).
  * "maps" holds every /proc/self/maps line that intersects [moat_lo, moat_hi),
  * verbatim. The first line written, before any request, is
  *   {"kind":"hello","page_size":P,"moat_lo":A,"window":B,"window_end":C,
@@ -49,11 +58,21 @@
  *    write(2) from static buffers; numbers are formatted by hand), no locale,
  *    no dlopen. The binary is linked with -z now, so the dynamic linker never
  *    runs again after startup (no lazy PLT binding). The heap (brk) never moves.
+ *  - The memfd is created at setup; reads, writes and truncation of it change no
+ *    mapping (its pages live in the page cache, not in this address space).
  *  - Every mmap it executes has MAP_FIXED or MAP_FIXED_NOREPLACE and a range
  *    inside the window (or arguments the kernel must refuse), checked by
  *    call_is_confined() below before the call is made. A successful
  *    MAP_FIXED_NOREPLACE that came back at another address (kernels < 4.17
  *    treat the flag as a hint) is unmapped at once and reported as fatal.
+ *  - Every madvise has an advice of a small allowed set (DONTNEED, DONTFORK,
+ *    DOFORK, WIPEONFORK, KEEPONFORK) and a range inside the window, unless the
+ *    kernel must refuse it before walking (invalid advice, unaligned start,
+ *    wrapping or overflowing length) or it walks nothing (zero length, start
+ *    beyond TASK_SIZE): madvise walks across holes, so a huge length would
+ *    reach this program's own mappings. mlock and munlock round the start
+ *    down and take the page-rounded range, which must be inside the window
+ *    too unless it is empty, wraps or starts far (nothing is locked then).
  *  - Every mremap is either in place (flags 0) or MREMAP_MAYMOVE|MREMAP_FIXED
  *    (optionally |MREMAP_DONTUNMAP) to a target inside the window. A plain
  *    MREMAP_MAYMOVE, which lets the kernel choose the address, is refused.
@@ -101,14 +120,24 @@
 #ifndef MREMAP_DONTUNMAP
 #define MREMAP_DONTUNMAP 4
 #endif
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#define MADV_KEEPONFORK 19
+#endif
 _Static_assert(sizeof(long) == 8 && sizeof(void *) == 8, "64-bit only");
 _Static_assert(PROT_READ == 1 && PROT_WRITE == 2 && PROT_EXEC == 4, "prot ABI");
 _Static_assert(MAP_SHARED == 1 && MAP_PRIVATE == 2 && MAP_SHARED_VALIDATE == 3, "type ABI");
 _Static_assert(MAP_FIXED == 0x10 && MAP_ANONYMOUS == 0x20, "map ABI");
 _Static_assert(MAP_FIXED_NOREPLACE == 0x100000, "map ABI");
 _Static_assert(MREMAP_MAYMOVE == 1 && MREMAP_FIXED == 2 && MREMAP_DONTUNMAP == 4, "mremap ABI");
+_Static_assert(MAP_LOCKED == 0x2000, "map ABI");
+_Static_assert(MADV_DONTNEED == 4 && MADV_DONTFORK == 10 && MADV_DOFORK == 11, "madvise ABI");
+_Static_assert(MADV_WIPEONFORK == 18 && MADV_KEEPONFORK == 19, "madvise ABI");
 
 typedef uint64_t u64;
+
+/* The suite's memfd (ops.MEMFD on the Python side). */
+#define MEMFD 1000
 
 /* Addresses and lengths at or above FAR are beyond TASK_SIZE on every 64-bit
  * Linux architecture (x86-64 5-level paging tops out at 2^57), so the kernel
@@ -315,15 +344,16 @@ static int range_ok(u64 a, u64 n)
 
 static const char *mmap_unsafe(u64 addr, u64 len, u64 prot, u64 flags, long fd)
 {
-	const u64 known = MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE;
+	const u64 known = MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE |
+			  MAP_LOCKED;
 	if (!(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)))
 		return "mmap without MAP_FIXED or MAP_FIXED_NOREPLACE";
 	if (flags & ~known)
 		return "mmap flag outside the allowed set";
 	if (prot > 0xff)
 		return "mmap prot outside 0..0xff";
-	if (fd != -1)
-		return "mmap with a file descriptor";
+	if (fd != -1 && fd != MEMFD)
+		return "mmap with a file descriptor other than the memfd";
 	if (!addr_ok(addr) || !len_ok(len) || !range_ok(addr, len))
 		return "mmap range not confined to the window";
 	return NULL;
@@ -363,6 +393,46 @@ static const char *mremap_unsafe(u64 old, u64 old_len, u64 new_len, u64 flags, u
 		return "mremap source range not confined to the window";
 	if ((flags & MREMAP_FIXED) && (!addr_ok(new_addr) || !range_ok(new_addr, new_len)))
 		return "mremap target range not confined to the window";
+	return NULL;
+}
+
+/* Advice no Linux accepts: do_madvise returns -EINVAL before anything else. */
+static int bad_advice(int advice)
+{
+	return advice == 999 || advice == 0x7fffffff || advice == -1;
+}
+
+static int allowed_advice(int advice)
+{
+	return advice == MADV_DONTNEED || advice == MADV_DONTFORK || advice == MADV_DOFORK ||
+	       advice == MADV_WIPEONFORK || advice == MADV_KEEPONFORK;
+}
+
+static const char *madvise_unsafe(u64 addr, u64 len, int advice)
+{
+	u64 rounded = page_align(len);
+	if (bad_advice(advice))
+		return NULL; /* -EINVAL */
+	if (!allowed_advice(advice))
+		return "madvise advice outside the allowed set";
+	if (!aligned(addr) || (len && !rounded) || addr + rounded < addr)
+		return NULL; /* -EINVAL */
+	if (len == 0 || addr >= FAR)
+		return NULL; /* nothing walked / no VMA beyond TASK_SIZE */
+	if (addr < w_lo || addr + rounded > w_hi)
+		return "madvise range not confined to the window";
+	return NULL;
+}
+
+static const char *mlock_unsafe(u64 addr, u64 len)
+{
+	u64 off = addr & (page_size - 1);
+	u64 start = addr - off;
+	u64 rounded = page_align(len + off);
+	if (rounded == 0 || start + rounded < start || start >= FAR)
+		return NULL; /* empty, -EINVAL, or -ENOMEM before anything is locked */
+	if (start < w_lo || start + rounded > w_hi)
+		return "mlock range not confined to the window";
 	return NULL;
 }
 
@@ -452,6 +522,35 @@ static void do_reset(void)
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1L, 0L);
 	if (r == -1 || (u64)r != w_lo)
 		reply_fatal("cannot reset the window");
+	if (syscall(SYS_ftruncate, MEMFD, 0L) != 0)
+		reply_fatal("cannot empty the memfd");
+}
+
+static void do_pread(u64 off)
+{
+	unsigned char byte = 0;
+	long r;
+	int err;
+
+	errno = 0;
+	r = syscall(SYS_pread64, MEMFD, &byte, 1UL, (long)off);
+	err = errno;
+	if (r == 1)
+		r = byte;
+	else if (r == 0)
+		r = 256;
+	reply_syscall(r, err);
+}
+
+static void do_pwrite(u64 off, unsigned char byte)
+{
+	long r;
+	int err;
+
+	errno = 0;
+	r = syscall(SYS_pwrite64, MEMFD, &byte, 1UL, (long)off);
+	err = errno;
+	reply_syscall(r, err);
 }
 
 static void do_mmap(u64 addr, u64 len, u64 prot, u64 flags, long fd, u64 off)
@@ -600,6 +699,50 @@ static void serve(void)
 				die("bad mremap request");
 			do_mremap(a[0], a[1], a[2], a[3], a[4]);
 			break;
+		case 'a':
+			if (!next_u64(&p, &a[0]) || !next_u64(&p, &a[1]) || !next_u64(&p, &a[2]) ||
+			    a[2] > 0xffffffffULL)
+				die("bad madvise request");
+			if (madvise_unsafe(a[0], a[1], (int)(unsigned)a[2])) {
+				reply_unsafe(madvise_unsafe(a[0], a[1], (int)(unsigned)a[2]));
+				break;
+			}
+			errno = 0;
+			r = syscall(SYS_madvise, a[0], a[1], (int)(unsigned)a[2]);
+			err = errno;
+			reply_syscall(r, err);
+			break;
+		case 'k':
+		case 'K':
+			if (!next_u64(&p, &a[0]) || !next_u64(&p, &a[1]))
+				die("bad mlock request");
+			if (mlock_unsafe(a[0], a[1])) {
+				reply_unsafe(mlock_unsafe(a[0], a[1]));
+				break;
+			}
+			errno = 0;
+			r = syscall(line[0] == 'k' ? SYS_mlock : SYS_munlock, a[0], a[1]);
+			err = errno;
+			reply_syscall(r, err);
+			break;
+		case 't':
+			if (!next_u64(&p, &a[0]))
+				die("bad ftruncate request");
+			errno = 0;
+			r = syscall(SYS_ftruncate, MEMFD, (long)a[0]);
+			err = errno;
+			reply_syscall(r, err);
+			break;
+		case 'R':
+			if (!next_u64(&p, &a[0]))
+				die("bad pread request");
+			do_pread(a[0]);
+			break;
+		case 'W':
+			if (!next_u64(&p, &a[0]) || !next_u64(&p, &a[1]) || a[1] > 255)
+				die("bad pwrite request");
+			do_pwrite(a[0], (unsigned char)a[1]);
+			break;
 		case 'l':
 			if (!next_u64(&p, &a[0]))
 				die("bad load request");
@@ -640,7 +783,7 @@ static void setup(u64 region, u64 guard, u64 moat)
 	stack_t ss;
 	struct sigaction sa;
 	u64 total;
-	long span;
+	long span, memfd;
 
 	page_size = (u64)sysconf(_SC_PAGESIZE);
 
@@ -668,6 +811,9 @@ static void setup(u64 region, u64 guard, u64 moat)
 	if (syscall(SYS_munmap, moat_lo, moat * page_size) != 0 ||
 	    syscall(SYS_munmap, w_hi, moat * page_size) != 0)
 		die("cannot carve the moats");
+	memfd = syscall(SYS_memfd_create, "safemm", 0U);
+	if (memfd < 0 || dup2((int)memfd, MEMFD) != MEMFD || close((int)memfd) != 0)
+		die("cannot make the memfd");
 	do_reset();
 }
 

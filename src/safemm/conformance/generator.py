@@ -11,15 +11,37 @@ The first option of every choice is therefore the simplest one.
 Shape of what is generated (weights in percent):
 
 * 22 ``Mmap`` (private or shared anonymous, ``MAP_FIXED`` or
-  ``MAP_FIXED_NOREPLACE``, any of the eight R/W/X combinations), 14 ``Mprotect``,
-  10 ``Munmap``, 14 ``Mremap`` (in place, ``MREMAP_MAYMOVE|MREMAP_FIXED``,
-  and ``|MREMAP_DONTUNMAP``), 14 ``Read``, 14 ``Write`` — over pages mostly in
-  the region, sometimes in the guards, one to four pages long, sometimes up to
-  the window's end;
+  ``MAP_FIXED_NOREPLACE``, now and then ``MAP_LOCKED``, any of the eight R/W/X
+  combinations), 14 ``Mprotect``, 10 ``Munmap``, 14 ``Mremap`` (in place,
+  ``MREMAP_MAYMOVE|MREMAP_FIXED``, and ``|MREMAP_DONTUNMAP``), 14 ``Read``, 14
+  ``Write``, 8 ``Madvise`` (DONTNEED, DONTFORK, DOFORK, WIPEONFORK, KEEPONFORK),
+  4 ``Mlock``, 3 ``Munlock``, 8 ``MmapFile`` (the suite's memfd, shared or private,
+  from file page 0 to 7), 3 ``Ftruncate`` (whole pages, or a page and a bit, up to
+  10 pages), 3 ``Pread`` and 3 ``Pwrite`` (one byte, up to 11 pages into the file)
+  — over pages mostly in the region, sometimes in the guards, one to four pages
+  long, sometimes up to the window's end;
 * 12 malformed calls (raw operations): unaligned addresses, zero lengths,
   unaligned lengths, lengths past ``TASK_SIZE`` or wrapping around zero,
   addresses past ``TASK_SIZE``, unknown or contradictory flags, bad ``prot``
-  bits, unaligned or ignored mmap offsets, ``mremap`` with ``old_len == 0``.
+  bits, unaligned or ignored mmap offsets, ``mremap`` with ``old_len == 0``,
+  unknown ``madvise`` advice, ``mlock``/``munlock`` of unaligned, empty or
+  wrapping ranges, ``ftruncate``/``pread``/``pwrite`` at negative or huge offsets.
+
+Besides single operations, a sequence is built from *shapes* (one piece in five): short
+runs of well-formed calls that make the layouts real programs make and that independent
+random calls rarely hit:
+
+* ``carve``: a piece mapped with ``MAP_FIXED`` into the PROT_NONE reservation the window
+  starts as (as allocators and JITs carve their reservations), sometimes written, then an
+  ``mprotect`` straddling one of its edges;
+* ``once_writable``: a range made writable with ``mprotect``, sometimes written, made
+  read-only, exec-only or PROT_NONE again, then a never-writable neighbour mapped or
+  mprotected to the same protection next to it (VM_ACCOUNT and the anon_vma decide
+  whether they merge: ``mprotect_fixup`` drops VM_ACCOUNT only while there is no anon_vma);
+* ``adopt``: a written writable mapping, a new writable mapping next to it that merges
+  into it (adopting its anon_vma), then an ``mprotect`` straddling the new mapping's other
+  edge — the shape of a disagreement another generator found, where the written neighbour
+  lay outside the compared window.
 
 Every generated operation satisfies :func:`~safemm.conformance.ops.confinement_error`
 by construction: ranges end inside the window, lengths are small or huge.
@@ -32,11 +54,14 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 from .ops import (
+    BAD_MADVICE,
     FAR,
     FAR2,
+    MADVICE,
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
+    MAP_LOCKED,
     MAP_PRIVATE,
     MAP_SHARED,
     MAP_SHARED_VALIDATE,
@@ -55,14 +80,24 @@ from .ops import (
     WINDOW_END_PAGE,
     WINDOW_FIRST_PAGE,
     WRAP,
+    Ftruncate,
+    Madvise,
+    Mlock,
     Mmap,
+    MmapFile,
     Mprotect,
     Mremap,
+    Munlock,
     Munmap,
     Op,
+    Pread,
+    Pwrite,
+    RawMadvise,
+    RawMlock,
     RawMmap,
     RawMprotect,
     RawMremap,
+    RawMunlock,
     RawMunmap,
     Read,
     Write,
@@ -76,8 +111,11 @@ __all__ = [
     "Chooser",
     "RandomChooser",
     "generate_op",
+    "generate_piece",
     "generate_sequence",
+    "generate_shape",
     "ops",
+    "pieces",
     "random_sequences",
     "sequences",
 ]
@@ -86,6 +124,7 @@ MAX_STEPS: Final = 20
 """The default length of a sequence: up to 20 steps."""
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Chooser(Protocol):
@@ -169,7 +208,8 @@ _BAD_MPROTECT_PROTS: Final = (
 _Gen = Callable[[Chooser], Op]
 
 
-def _weighted(c: Chooser, table: Sequence[tuple[int, _Gen]]) -> Op:
+def _weighted(c: Chooser, table: Sequence[tuple[int, Callable[[Chooser], R]]]) -> R:
+    """One of the generators in ``table``, drawn by weight, called with ``c``."""
     pick = c.integer(0, sum(weight for weight, _ in table) - 1)
     for weight, gen in table:
         if pick < weight:
@@ -195,7 +235,58 @@ def _npages(c: Chooser, page: int, most: int = 4) -> int:
 
 def _mmap(c: Chooser) -> Op:
     page = _page(c)
-    return Mmap(page, _npages(c, page), c.choice(_PROTS), c.choice(_MMAP_FLAGS))
+    flags = c.choice(_MMAP_FLAGS)
+    if c.integer(0, 7) == 7:
+        flags |= MAP_LOCKED
+    return Mmap(page, _npages(c, page), c.choice(_PROTS), flags)
+
+
+def _mmap_file(c: Chooser) -> Op:
+    page = _page(c)
+    shared = c.integer(0, 1) == 0
+    return MmapFile(page, _npages(c, page), c.choice(_PROTS), shared, c.integer(0, 7))
+
+
+def _ftruncate(c: Chooser) -> Op:
+    return Ftruncate(c.integer(0, 10) * PAGE_SIZE + c.choice((0, 0, 100)))
+
+
+def _file_offset(c: Chooser) -> int:
+    return c.integer(0, 11) * PAGE_SIZE + c.choice((0, 1, PAGE_SIZE - 1))
+
+
+def _pread(c: Chooser) -> Op:
+    return Pread(_file_offset(c))
+
+
+def _pwrite(c: Chooser) -> Op:
+    return Pwrite(_file_offset(c), c.integer(1, 255))
+
+
+def _bad_file_call(c: Chooser) -> Op:
+    bad = c.choice((-1, -PAGE_SIZE, U64_MAX >> 1))
+    match c.integer(0, 2):
+        case 0:
+            return Ftruncate(bad if bad < 0 else -bad)
+        case 1:
+            return Pread(bad)
+        case _:
+            return Pwrite(bad, 1)
+
+
+def _madvise(c: Chooser) -> Op:
+    page = _page(c)
+    return Madvise(page, _npages(c, page), c.choice(MADVICE))
+
+
+def _mlock(c: Chooser) -> Op:
+    page = _page(c)
+    return Mlock(page, _npages(c, page))
+
+
+def _munlock(c: Chooser) -> Op:
+    page = _page(c)
+    return Munlock(page, _npages(c, page))
 
 
 def _mprotect(c: Chooser) -> Op:
@@ -350,10 +441,32 @@ def _old_len_zero(c: Chooser) -> Op:
     )
 
 
+def _bad_madvise_mlock(c: Chooser) -> Op:
+    page = min(_page(c), WINDOW_END_PAGE - 2)
+    addr = page * PAGE_SIZE
+    match c.integer(0, 5):
+        case 0:
+            return RawMadvise(addr, PAGE_SIZE, c.choice(BAD_MADVICE))
+        case 1:
+            return RawMadvise(addr + c.choice((1, PAGE_SIZE - 1)), PAGE_SIZE, c.choice(MADVICE))
+        case 2:
+            return RawMadvise(addr, c.choice((U64_MAX, WRAP, 0)), c.choice(MADVICE))
+        case 3:
+            return RawMadvise(c.choice(_FAR_ADDRS), PAGE_SIZE, c.choice(MADVICE))
+        case 4:
+            # rounded down / up to whole pages; U64_MAX wraps to an empty range
+            length = c.choice((1, PAGE_SIZE, U64_MAX, 0))
+            return RawMlock(addr + c.choice((1, PAGE_SIZE - 1)), length)
+        case _:
+            return RawMunlock(addr + c.choice((0, 1)), c.choice((1, U64_MAX, WRAP, 0)))
+
+
 def _malformed(c: Chooser) -> Op:
     return _weighted(
         c,
         (
+            (3, _bad_madvise_mlock),
+            (2, _bad_file_call),
             (3, _unaligned_addr),
             (2, _zero_length),
             (3, _unaligned_length),
@@ -372,6 +485,13 @@ _KINDS: Final[tuple[tuple[int, _Gen], ...]] = (
     (14, _mremap),
     (14, _read),
     (14, _write),
+    (8, _madvise),
+    (4, _mlock),
+    (3, _munlock),
+    (8, _mmap_file),
+    (3, _ftruncate),
+    (3, _pread),
+    (3, _pwrite),
     (12, _malformed),
 )
 
@@ -381,9 +501,102 @@ def generate_op(c: Chooser) -> Op:
     return _weighted(c, _KINDS)
 
 
+# --- shapes: short runs of calls that real programs make -------------------------------
+
+_WRITABLE: Final = (PROT_READ | PROT_WRITE, PROT_READ | PROT_WRITE | PROT_EXEC, PROT_WRITE)
+_NOT_WRITABLE: Final = (PROT_READ, PROT_NONE, PROT_READ | PROT_EXEC, PROT_EXEC)
+_PRIVATE_FIXED: Final = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
+
+
+def _region_range(c: Chooser, most: int = 6) -> tuple[int, int]:
+    """A range ``(page, npages)`` inside the region, at least two pages long."""
+    page = c.integer(0, REGION_PAGES - 2)
+    return page, c.integer(2, min(most, REGION_PAGES - page))
+
+
+def _maybe_write(c: Chooser, page: int, npages: int) -> list[Op]:
+    """A store to one page of the range, or nothing (faulted or not decides the anon_vma)."""
+    if c.integer(0, 2) == 0:
+        return []
+    return [Write(page + c.integer(0, npages - 1), 0, c.integer(1, 255))]
+
+
+def _straddle(c: Chooser, page: int, npages: int, prot: int) -> Op:
+    """An mprotect across the lower or the upper edge of ``[page, page + npages)``."""
+    if c.integer(0, 1) == 0 and page > WINDOW_FIRST_PAGE:
+        lo = c.integer(max(WINDOW_FIRST_PAGE, page - 3), page - 1)
+        hi = c.integer(page + 1, page + npages)
+    else:
+        lo = c.integer(page, page + npages - 1)
+        hi = c.integer(page + npages + 1, min(WINDOW_END_PAGE, page + npages + 3))
+    return Mprotect(lo, hi - lo, prot)
+
+
+def _carve(c: Chooser) -> list[Op]:
+    page, npages = _region_range(c)
+    out: list[Op] = [Mmap(page, npages, c.choice(_PROTS), _PRIVATE_FIXED)]
+    out += _maybe_write(c, page, npages)
+    out.append(_straddle(c, page, npages, c.choice(_PROTS)))
+    return out
+
+
+def _once_writable(c: Chooser) -> list[Op]:
+    page, npages = _region_range(c)
+    prot = c.choice(_NOT_WRITABLE)
+    out: list[Op] = [Mprotect(page, npages, c.choice(_WRITABLE))]
+    out += _maybe_write(c, page, npages)
+    out.append(Mprotect(page, npages, prot))
+    end = page + npages
+    if c.integer(0, 1) == 0 and end < REGION_PAGES:
+        n = c.integer(1, min(3, REGION_PAGES - end))
+        out.append(Mmap(end, n, prot, _PRIVATE_FIXED))
+    else:
+        out.append(_straddle(c, page, npages, prot))
+    return out
+
+
+def _adopt(c: Chooser) -> list[Op]:
+    page, npages = _region_range(c, most=8)
+    split = c.integer(1, npages - 1)
+    prot = c.choice(_WRITABLE[:2])
+    written, fresh = (page, split), (page + split, npages - split)
+    if c.integer(0, 1) == 1:
+        written, fresh = (page + npages - split, split), (page, npages - split)
+    out: list[Op] = [
+        Mmap(written[0], written[1], prot, _PRIVATE_FIXED),
+        Write(written[0], 0, c.integer(1, 255)),
+        Mmap(fresh[0], fresh[1], prot, _PRIVATE_FIXED),
+    ]
+    out.append(_straddle(c, fresh[0], fresh[1], c.choice(_NOT_WRITABLE)))
+    return out
+
+
+_SHAPES: Final[tuple[tuple[int, Callable[[Chooser], list[Op]]], ...]] = (
+    (2, _carve),
+    (2, _once_writable),
+    (1, _adopt),
+)
+
+
+def generate_shape(c: Chooser) -> list[Op]:
+    """One shape: a short run of calls (see the module docstring)."""
+    return _weighted(c, _SHAPES)
+
+
+def generate_piece(c: Chooser) -> list[Op]:
+    """One operation (four times in five) or one shape."""
+    if c.integer(0, 4) < 4:
+        return [generate_op(c)]
+    return generate_shape(c)
+
+
 def generate_sequence(c: Chooser, max_steps: int = MAX_STEPS) -> list[Op]:
-    """A sequence of 1 to ``max_steps`` operations."""
-    return [generate_op(c) for _ in range(c.integer(1, max_steps))]
+    """A sequence of 1 to ``max_steps`` operations, made of single operations and shapes."""
+    n = c.integer(1, max_steps)
+    out: list[Op] = []
+    while len(out) < n:
+        out += generate_piece(c)
+    return out[:n]
 
 
 def random_sequences(n: int, seed: int, max_steps: int = MAX_STEPS) -> Iterator[list[Op]]:
@@ -408,6 +621,16 @@ class _DrawChooser:
         return self.draw(st.sampled_from(options))
 
 
+def pieces() -> SearchStrategy[list[Op]]:
+    """A hypothesis strategy for one piece: an operation or a shape."""
+    from hypothesis import strategies as st
+
+    def draw_piece(draw: DrawFn) -> list[Op]:
+        return generate_piece(_DrawChooser(draw))
+
+    return st.composite(draw_piece)()
+
+
 def ops() -> SearchStrategy[Op]:
     """A hypothesis strategy for one operation (needs hypothesis installed)."""
     from hypothesis import strategies as st
@@ -422,4 +645,7 @@ def sequences(max_steps: int = MAX_STEPS) -> SearchStrategy[list[Op]]:
     """A hypothesis strategy for sequences of up to ``max_steps`` operations."""
     from hypothesis import strategies as st
 
-    return st.lists(ops(), max_size=max_steps)
+    def flatten(parts: list[list[Op]]) -> list[Op]:
+        return [op for part in parts for op in part][:max_steps]
+
+    return st.lists(pieces(), max_size=max_steps).map(flatten)

@@ -54,11 +54,17 @@ from .ops import (
     PAGE_SIZE,
     REGION_PAGES,
     Call,
+    FtruncateCall,
+    MadviseCall,
+    MlockCall,
     MmapCall,
     MprotectCall,
     MremapCall,
+    MunlockCall,
     MunmapCall,
     Op,
+    PreadCall,
+    PwriteCall,
     ReadCall,
     WriteCall,
 )
@@ -89,6 +95,9 @@ ASSUMPTIONS: Final = (
     "operation fails with ENOMEM for the map count.",
     "vm.overcommit_memory is 0 or 1: no mapping of at most 20 pages is refused for lack of "
     "commit charge (in mode 2 one can be, depending on the whole machine's commitments).",
+    "RLIMIT_MEMLOCK is at least 80 KiB (the default has been 8 MiB since 5.16) or the helper "
+    "has CAP_IPC_LOCK: mlock and MAP_LOCKED of the whole 20-page window are never refused for "
+    "the limit (the model has no RLIMIT_MEMLOCK).",
     "No uprobes on the helper, no ptrace of it: such outside interference is detected "
     "(the step raises Disturbance), not prevented.",
     "The reference is the running kernel, whatever its version: behaviour that changed "
@@ -310,6 +319,18 @@ def _encode(call: Call) -> str:
             return f"l {addr}"
         case WriteCall(addr, byte):
             return f"s {addr} {byte}"
+        case MadviseCall(addr, length, advice):
+            return f"a {addr} {length} {advice & 0xFFFFFFFF}"
+        case MlockCall(addr, length):
+            return f"k {addr} {length}"
+        case MunlockCall(addr, length):
+            return f"K {addr} {length}"
+        case FtruncateCall(length):
+            return f"t {length % (1 << 64)}"
+        case PreadCall(offset):
+            return f"R {offset % (1 << 64)}"
+        case PwriteCall(offset, byte):
+            return f"W {offset % (1 << 64)} {byte}"
 
 
 def _field_int(reply: dict[str, object], key: str) -> int:

@@ -21,7 +21,9 @@ inside the window and turns each into a :class:`Vma` in *region pages*:
   over the whole sequence, so "these two VMAs map the same object" and "this VMA
   still maps the object it mapped three steps ago" are compared, not the inode
   numbers themselves;
-* ``pgoff``: the offset column in pages (0 for private anonymous memory).
+* ``pgoff``: the offset column in pages (0 for private anonymous memory);
+* ``"memfd"`` for a mapping (shared or private) of the suite's memfd
+  (``/memfd:safemm (deleted)``).
 
 Anything else in the window or the moats (a named mapping, a line crossing the
 window's edge, a mapping in a moat) means the window was disturbed: the reader
@@ -39,6 +41,7 @@ from typing_extensions import override
 from .ops import GUARD_PAGES, MOAT_PAGES, PAGE_SIZE, REGION_PAGES
 
 __all__ = [
+    "MEMFD_MAPS_NAME",
     "SHMEM_NAMES",
     "Disturbance",
     "Layout",
@@ -51,6 +54,8 @@ __all__ = [
 
 SHMEM_NAMES: Final = ("/dev/zero (deleted)",)
 """Names the kernel shows for shared anonymous (shmem-backed) mappings."""
+MEMFD_MAPS_NAME: Final = "/memfd:safemm (deleted)"
+"""The name of a mapping of the suite's memfd (``ops.MEMFD_NAME``)."""
 
 
 class Disturbance(Exception):
@@ -192,6 +197,8 @@ class LayoutReader:
             if key not in self._objects:
                 self._objects[key] = f"shmem#{len(self._objects)}"
             return self._objects[key]
+        if line.name == MEMFD_MAPS_NAME:
+            return "memfd"
         raise Disturbance(f"foreign mapping in the window: {text}")
 
 

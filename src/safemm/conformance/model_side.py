@@ -26,19 +26,28 @@ from safemm.model.process import Process
 
 from .layout import MapsLine, parse_maps
 from .ops import (
+    FILE_EOF,
     GUARD_PAGES,
     MAP_ANONYMOUS,
     MAP_FIXED_NOREPLACE,
     MAP_PRIVATE,
+    MEMFD,
+    MEMFD_NAME,
     PAGE_SIZE,
     PROT_NONE,
     REGION_PAGES,
     Call,
+    FtruncateCall,
+    MadviseCall,
+    MlockCall,
     MmapCall,
     MprotectCall,
     MremapCall,
+    MunlockCall,
     MunmapCall,
     Op,
+    PreadCall,
+    PwriteCall,
     ReadCall,
     WriteCall,
 )
@@ -62,6 +71,7 @@ class ModelMachine:
     def __init__(self, region_base: int = MODEL_REGION_BASE) -> None:
         self._base = region_base
         self._process: Process | None = None
+        self._memfd = -1
 
     @property
     def region_base(self) -> int:
@@ -82,6 +92,7 @@ class ModelMachine:
             RuntimeError: the reservation failed or landed elsewhere (a model bug).
         """
         self._process = Kernel().spawn()
+        self._memfd = self._process.memfd_create(MEMFD_NAME)
         window = self._base - GUARD_PAGES * PAGE_SIZE
         length = (2 * GUARD_PAGES + REGION_PAGES) * PAGE_SIZE
         outcome, lines = self.perform(
@@ -97,7 +108,7 @@ class ModelMachine:
         """Run one absolute call on the model's process."""
         process = self.process
         try:
-            outcome = self._dispatch(process, call)
+            outcome = self._dispatch(process, call, self._memfd)
         except Exception as exc:
             outcome = self._classify(exc)
         return outcome, parse_maps(process.maps())
@@ -113,9 +124,10 @@ class ModelMachine:
         return Outcome.exception(f"{type(exc).__name__}: {exc}")
 
     @staticmethod
-    def _dispatch(process: Process, call: Call) -> Outcome:
+    def _dispatch(process: Process, call: Call, memfd: int) -> Outcome:
         match call:
             case MmapCall(addr, length, prot, flags, fd, offset):
+                fd = memfd if fd == MEMFD else fd
                 return Outcome.ok(process.mmap(addr, length, prot, flags, fd, offset))
             case MunmapCall(addr, length):
                 process.munmap(addr, length)
@@ -133,6 +145,23 @@ class ModelMachine:
             case WriteCall(addr, byte):
                 process.write(addr, bytes([byte]))
                 return Outcome.ok(0)
+            case MadviseCall(addr, length, advice):
+                process.madvise(addr, length, advice)
+                return Outcome.ok(0)
+            case MlockCall(addr, length):
+                process.mlock(addr, length)
+                return Outcome.ok(0)
+            case MunlockCall(addr, length):
+                process.munlock(addr, length)
+                return Outcome.ok(0)
+            case FtruncateCall(length):
+                process.ftruncate(memfd, length)
+                return Outcome.ok(0)
+            case PreadCall(offset):
+                data = process.pread(memfd, 1, offset)
+                return Outcome.ok(data[0] if data else FILE_EOF)
+            case PwriteCall(offset, byte):
+                return Outcome.ok(process.pwrite(memfd, bytes([byte]), offset))
 
 
 class ModelSide:

@@ -45,15 +45,26 @@ from typing import Final, TypeAlias
 from typing_extensions import override
 
 __all__ = [
+    "BAD_MADVICE",
     "FAR",
     "FAR2",
+    "FILE_EOF",
     "GUARD_PAGES",
+    "MADVICE",
+    "MADV_DOFORK",
+    "MADV_DONTFORK",
+    "MADV_DONTNEED",
+    "MADV_KEEPONFORK",
+    "MADV_WIPEONFORK",
     "MAP_ANONYMOUS",
     "MAP_FIXED",
     "MAP_FIXED_NOREPLACE",
+    "MAP_LOCKED",
     "MAP_PRIVATE",
     "MAP_SHARED",
     "MAP_SHARED_VALIDATE",
+    "MEMFD",
+    "MEMFD_NAME",
     "MOAT_PAGES",
     "MREMAP_DONTUNMAP",
     "MREMAP_FIXED",
@@ -71,24 +82,41 @@ __all__ = [
     "WINDOW_FIRST_PAGE",
     "WRAP",
     "Call",
+    "Ftruncate",
+    "FtruncateCall",
+    "Madvise",
+    "MadviseCall",
+    "Mlock",
+    "MlockCall",
     "Mmap",
     "MmapCall",
+    "MmapFile",
     "Mprotect",
     "MprotectCall",
     "Mremap",
     "MremapCall",
+    "Munlock",
+    "MunlockCall",
     "Munmap",
     "MunmapCall",
     "Op",
+    "Pread",
+    "PreadCall",
+    "Pwrite",
+    "PwriteCall",
+    "RawMadvise",
+    "RawMlock",
     "RawMmap",
     "RawMprotect",
     "RawMremap",
+    "RawMunlock",
     "RawMunmap",
     "Read",
     "ReadCall",
     "Write",
     "WriteCall",
     "confinement_error",
+    "format_advice",
     "format_sequence",
     "is_confined",
 ]
@@ -124,6 +152,25 @@ _MAP_TYPE: Final = 0x0F
 MREMAP_MAYMOVE: Final = 1
 MREMAP_FIXED: Final = 2
 MREMAP_DONTUNMAP: Final = 4
+
+MAP_LOCKED: Final = 0x2000
+
+MADV_DONTNEED: Final = 4
+MADV_DONTFORK: Final = 10
+MADV_DOFORK: Final = 11
+MADV_WIPEONFORK: Final = 18
+MADV_KEEPONFORK: Final = 19
+MADVICE: Final = (MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK, MADV_KEEPONFORK)
+"""The advice the suite runs (``executor.c`` refuses other valid advice)."""
+BAD_MADVICE: Final = (999, 0x7FFFFFFF, -1)
+"""Advice values no Linux accepts (EINVAL)."""
+
+MEMFD: Final = 1000
+"""The descriptor of the suite's memfd on both sides (the helper ``dup2``s it there)."""
+MEMFD_NAME: Final = "safemm"
+"""Its name: ``/proc/PID/maps`` shows ``/memfd:safemm (deleted)``."""
+FILE_EOF: Final = 0x100
+"""What a one-byte ``pread`` at or past the end of the file returns (no byte read)."""
 
 FAR: Final = 1 << 62
 """An address offset or length past ``TASK_SIZE`` on every 64-bit Linux."""
@@ -202,12 +249,25 @@ def format_map_flags(flags: int) -> str:
             (MAP_ANONYMOUS, "MAP_ANONYMOUS"),
             (MAP_FIXED, "MAP_FIXED"),
             (MAP_FIXED_NOREPLACE, "MAP_FIXED_NOREPLACE"),
+            (MAP_LOCKED, "MAP_LOCKED"),
         ),
         "",
     )
     if rest:
         parts.append(rest)
     return " | ".join(parts) if parts else "0"
+
+
+def format_advice(advice: int) -> str:
+    """Render a ``madvise`` advice as its MADV_* name (or the number)."""
+    names = {
+        MADV_DONTNEED: "MADV_DONTNEED",
+        MADV_DONTFORK: "MADV_DONTFORK",
+        MADV_DOFORK: "MADV_DOFORK",
+        MADV_WIPEONFORK: "MADV_WIPEONFORK",
+        MADV_KEEPONFORK: "MADV_KEEPONFORK",
+    }
+    return names.get(advice, str(advice))
 
 
 def format_mremap_flags(flags: int) -> str:
@@ -278,7 +338,67 @@ class WriteCall:
     byte: int
 
 
-Call: TypeAlias = MmapCall | MunmapCall | MprotectCall | MremapCall | ReadCall | WriteCall
+@dataclass(frozen=True, slots=True)
+class MadviseCall:
+    """``madvise(addr, length, advice)`` with absolute arguments."""
+
+    addr: int
+    length: int
+    advice: int
+
+
+@dataclass(frozen=True, slots=True)
+class MlockCall:
+    """``mlock(addr, length)`` with absolute arguments."""
+
+    addr: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class MunlockCall:
+    """``munlock(addr, length)`` with absolute arguments."""
+
+    addr: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class FtruncateCall:
+    """``ftruncate(MEMFD, length)`` (``length`` is a signed ``off_t``)."""
+
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class PreadCall:
+    """``pread(MEMFD, buf, 1, offset)``: the byte, or :data:`FILE_EOF` if none was read."""
+
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class PwriteCall:
+    """``pwrite(MEMFD, &byte, 1, offset)``."""
+
+    offset: int
+    byte: int
+
+
+Call: TypeAlias = (
+    FtruncateCall
+    | PreadCall
+    | PwriteCall
+    | MmapCall
+    | MunmapCall
+    | MprotectCall
+    | MremapCall
+    | ReadCall
+    | WriteCall
+    | MadviseCall
+    | MlockCall
+    | MunlockCall
+)
 """One system call or access, with the absolute arguments a side executes."""
 
 
@@ -493,6 +613,182 @@ class Write(_Shrinkable):
         return f"Write(page={self.page}, offset={_fmt_int(self.offset)}, byte={self.byte:#04x})"
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class Madvise(_Shrinkable):
+    """``madvise`` of ``npages`` pages at region page ``page``."""
+
+    page: int
+    npages: int
+    advice: int
+
+    def call(self, base: int) -> MadviseCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MadviseCall(_page_addr(base, self.page), self.npages * PAGE_SIZE, self.advice)
+
+    @override
+    def _candidates(self) -> list[Op]:
+        return [
+            *_fewer_pages(self.npages, lambda n: Madvise(self.page, n, self.advice)),
+            *_towards_zero(self.page, lambda p: Madvise(p, self.npages, self.advice)),
+        ]
+
+    @override
+    def __repr__(self) -> str:
+        return (
+            f"Madvise(page={self.page}, npages={self.npages}, advice={format_advice(self.advice)})"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class MmapFile(_Shrinkable):
+    """``mmap`` of ``npages`` pages of the memfd, from file page ``file_page``, at region
+    page ``page`` (``MAP_FIXED``; shared or private)."""
+
+    page: int
+    npages: int
+    prot: int
+    shared: bool
+    file_page: int = 0
+
+    def call(self, base: int) -> MmapCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        kind = MAP_SHARED if self.shared else MAP_PRIVATE
+        return MmapCall(
+            _page_addr(base, self.page),
+            self.npages * PAGE_SIZE,
+            self.prot,
+            kind | MAP_FIXED,
+            MEMFD,
+            self.file_page * PAGE_SIZE,
+        )
+
+    def _with(self, page: int, npages: int, prot: int, file_page: int) -> Op:
+        return MmapFile(page, npages, prot, self.shared, file_page)
+
+    @override
+    def _candidates(self) -> list[Op]:
+        page, n, prot, fp = self.page, self.npages, self.prot, self.file_page
+        return [
+            *_fewer_pages(n, lambda k: self._with(page, k, prot, fp)),
+            *_towards_zero(page, lambda q: self._with(q, n, prot, fp)),
+            *_towards_zero(fp, lambda q: self._with(page, n, prot, q)),
+            *_fewer_bits(prot, lambda q: self._with(page, n, q, fp)),
+        ]
+
+    @override
+    def __repr__(self) -> str:
+        return (
+            f"MmapFile(page={self.page}, npages={self.npages}, prot={format_prot(self.prot)}, "
+            f"shared={self.shared}, file_page={self.file_page})"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Ftruncate(_Shrinkable):
+    """``ftruncate`` of the memfd to ``length`` bytes (negative: malformed)."""
+
+    length: int
+
+    def call(self, base: int) -> FtruncateCall:
+        """The call (it does not depend on ``base``)."""
+        return FtruncateCall(self.length)
+
+    @override
+    def _candidates(self) -> list[Op]:
+        return _towards_zero(self.length, Ftruncate)
+
+    @override
+    def __repr__(self) -> str:
+        return f"Ftruncate(length={_fmt_int(self.length)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Pread(_Shrinkable):
+    """A one-byte ``pread`` of the memfd at ``offset`` (negative: malformed)."""
+
+    offset: int
+
+    def call(self, base: int) -> PreadCall:
+        """The call (it does not depend on ``base``)."""
+        return PreadCall(self.offset)
+
+    @override
+    def _candidates(self) -> list[Op]:
+        return _towards_zero(self.offset, Pread)
+
+    @override
+    def __repr__(self) -> str:
+        return f"Pread(offset={_fmt_int(self.offset)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Pwrite(_Shrinkable):
+    """A one-byte ``pwrite`` of ``byte`` to the memfd at ``offset``."""
+
+    offset: int
+    byte: int
+
+    def call(self, base: int) -> PwriteCall:
+        """The call (it does not depend on ``base``)."""
+        return PwriteCall(self.offset, self.byte)
+
+    @override
+    def _candidates(self) -> list[Op]:
+        return _towards_zero(self.offset, lambda o: Pwrite(o, self.byte))
+
+    @override
+    def __repr__(self) -> str:
+        return f"Pwrite(offset={_fmt_int(self.offset)}, byte={self.byte:#04x})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _LockRange(_Shrinkable):
+    """``npages`` pages at region page ``page`` for mlock or munlock."""
+
+    page: int
+    npages: int
+
+    def _make(self, page: int, npages: int) -> Op:
+        raise NotImplementedError  # pragma: no cover
+
+    @override
+    def _candidates(self) -> list[Op]:
+        return [
+            *_fewer_pages(self.npages, lambda n: self._make(self.page, n)),
+            *_towards_zero(self.page, lambda p: self._make(p, self.npages)),
+        ]
+
+    @override
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(page={self.page}, npages={self.npages})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Mlock(_LockRange):
+    """``mlock`` of ``npages`` pages at region page ``page``."""
+
+    def call(self, base: int) -> MlockCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MlockCall(_page_addr(base, self.page), self.npages * PAGE_SIZE)
+
+    @override
+    def _make(self, page: int, npages: int) -> Op:
+        return Mlock(page, npages)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Munlock(_LockRange):
+    """``munlock`` of ``npages`` pages at region page ``page``."""
+
+    def call(self, base: int) -> MunlockCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MunlockCall(_page_addr(base, self.page), self.npages * PAGE_SIZE)
+
+    @override
+    def _make(self, page: int, npages: int) -> Op:
+        return Munlock(page, npages)
+
+
 # --- raw (byte-level) operations -------------------------------------------------
 
 
@@ -594,17 +890,77 @@ class RawMremap(_Shrinkable):
         )
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class RawMadvise(_Shrinkable):
+    """``madvise`` with byte-level arguments; ``addr`` is an offset from region page 0."""
+
+    addr: int
+    length: int
+    advice: int
+
+    def call(self, base: int) -> MadviseCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MadviseCall(_u64(base + self.addr), _u64(self.length), self.advice)
+
+    @override
+    def __repr__(self) -> str:
+        return (
+            f"RawMadvise(addr={_fmt_int(self.addr)}, length={_fmt_int(self.length)}, "
+            f"advice={format_advice(self.advice)})"
+        )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _RawLockRange(_Shrinkable):
+    """mlock or munlock with byte-level arguments; ``addr`` is an offset from region page 0."""
+
+    addr: int
+    length: int
+
+    @override
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(addr={_fmt_int(self.addr)}, length={_fmt_int(self.length)})"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RawMlock(_RawLockRange):
+    """``mlock`` with byte-level arguments; ``addr`` is an offset from region page 0."""
+
+    def call(self, base: int) -> MlockCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MlockCall(_u64(base + self.addr), _u64(self.length))
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class RawMunlock(_RawLockRange):
+    """``munlock`` with byte-level arguments; ``addr`` is an offset from region page 0."""
+
+    def call(self, base: int) -> MunlockCall:
+        """The absolute call for a region whose page 0 is at ``base``."""
+        return MunlockCall(_u64(base + self.addr), _u64(self.length))
+
+
 Op: TypeAlias = (
     Mmap
+    | MmapFile
+    | Ftruncate
+    | Pread
+    | Pwrite
     | Munmap
     | Mprotect
     | Mremap
     | Read
     | Write
+    | Madvise
+    | Mlock
+    | Munlock
     | RawMmap
     | RawMunmap
     | RawMprotect
     | RawMremap
+    | RawMadvise
+    | RawMlock
+    | RawMunlock
 )
 """One step of a sequence."""
 
@@ -695,15 +1051,17 @@ def confinement_error(call: Call, window_lo: int, window_hi: int) -> str | None:
 
     match call:
         case MmapCall(addr, length, prot, flags, fd, _):
-            known = MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE
+            known = (
+                MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_LOCKED
+            )
             if not flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
                 return "mmap without MAP_FIXED or MAP_FIXED_NOREPLACE"
             if flags & ~known:
                 return "mmap flag outside the allowed set"
             if not 0 <= prot <= 0xFF:
                 return "mmap prot outside 0..0xff"
-            if fd != -1:
-                return "mmap with a file descriptor"
+            if fd not in (-1, MEMFD):
+                return "mmap with a file descriptor other than the memfd"
             if not (addr_ok(addr) and len_ok(length) and range_ok(addr, length)):
                 return "mmap range not confined to the window"
             return None
@@ -735,4 +1093,32 @@ def confinement_error(call: Call, window_lo: int, window_hi: int) -> str | None:
         case ReadCall(addr) | WriteCall(addr, _):
             if not window_lo <= addr < window_hi:
                 return "access outside the window"
+            return None
+        case FtruncateCall() | PreadCall() | PwriteCall():
+            return None  # the memfd only: no address is involved
+        case MadviseCall(addr, length, advice):
+            # do_madvise refuses before walking: a bad advice, an unaligned start, a length
+            # PAGE_ALIGN rounds to 0, a wrapping range; a zero length walks nothing, a far
+            # start finds no VMA. Anything else walks (across holes!) to its end.
+            if advice in BAD_MADVICE:
+                return None
+            if advice not in MADVICE:
+                return "madvise advice outside the allowed set"
+            aligned = _page_align(length)
+            if addr % PAGE_SIZE or (length and not aligned) or addr + aligned >= 1 << 64:
+                return None
+            if length == 0 or addr >= FAR:
+                return None
+            if not (window_lo <= addr and addr + aligned <= window_hi):
+                return "madvise range not confined to the window"
+            return None
+        case MlockCall(addr, length) | MunlockCall(addr, length):
+            # do_mlock/munlock round the start down and PAGE_ALIGN(len + offset): a range
+            # that wraps is EINVAL, an empty one does nothing, a far one has no VMA.
+            start = addr - addr % PAGE_SIZE
+            aligned = _page_align(length + addr % PAGE_SIZE)
+            if aligned == 0 or start + aligned >= 1 << 64 or start >= FAR:
+                return None
+            if not (window_lo <= start and start + aligned <= window_hi):
+                return "mlock range not confined to the window"
             return None

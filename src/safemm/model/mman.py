@@ -1,4 +1,5 @@
-"""User-space ABI constants: page size, address-space limits, PROT_*, MAP_*, MREMAP_*.
+"""User-space ABI constants: page size, address-space limits, PROT_*, MAP_*, MREMAP_*, MADV_*,
+MLOCK_*.
 
 Values are those of x86-64 Linux (include/uapi/asm-generic/mman-common.h,
 include/uapi/linux/mman.h, arch/x86/include/asm/page_64_types.h).
@@ -8,15 +9,29 @@ from __future__ import annotations
 
 __all__ = [
     "HPAGE_SIZE",
+    "MADV_DODUMP",
+    "MADV_DOFORK",
+    "MADV_DONTDUMP",
+    "MADV_DONTFORK",
+    "MADV_DONTNEED",
+    "MADV_KEEPONFORK",
+    "MADV_NORMAL",
+    "MADV_RANDOM",
+    "MADV_SEQUENTIAL",
+    "MADV_WILLNEED",
+    "MADV_WIPEONFORK",
     "MAP_ANONYMOUS",
     "MAP_FIXED",
     "MAP_FIXED_NOREPLACE",
     "MAP_HUGETLB",
+    "MAP_LOCKED",
+    "MAP_NONBLOCK",
     "MAP_NORESERVE",
     "MAP_POPULATE",
     "MAP_PRIVATE",
     "MAP_SHARED",
     "MAP_SHARED_VALIDATE",
+    "MLOCK_ONFAULT",
     "MMAP_MIN_ADDR",
     "MREMAP_DONTUNMAP",
     "MREMAP_FIXED",
@@ -99,6 +114,38 @@ LEGACY_MAP_MASK = (
 MREMAP_MAYMOVE = 1
 MREMAP_FIXED = 2
 MREMAP_DONTUNMAP = 4
+
+#: ``madvise`` advice (include/uapi/asm-generic/mman-common.h).
+MADV_NORMAL = 0
+MADV_RANDOM = 1
+MADV_SEQUENTIAL = 2
+MADV_WILLNEED = 3
+MADV_DONTNEED = 4
+MADV_FREE = 8
+MADV_REMOVE = 9
+MADV_DONTFORK = 10
+MADV_DOFORK = 11
+MADV_MERGEABLE = 12
+MADV_UNMERGEABLE = 13
+MADV_HUGEPAGE = 14
+MADV_NOHUGEPAGE = 15
+MADV_DONTDUMP = 16
+MADV_DODUMP = 17
+MADV_WIPEONFORK = 18
+MADV_KEEPONFORK = 19
+MADV_COLD = 20
+MADV_PAGEOUT = 21
+MADV_POPULATE_READ = 22
+MADV_POPULATE_WRITE = 23
+MADV_DONTNEED_LOCKED = 24
+MADV_COLLAPSE = 25
+MADV_GUARD_INSTALL = 102
+MADV_GUARD_REMOVE = 103
+MADV_HWPOISON = 100
+MADV_SOFT_OFFLINE = 101
+
+#: ``mlock2`` flags (include/uapi/asm-generic/mman-common.h).
+MLOCK_ONFAULT = 0x01
 
 
 def page_aligned(x: int) -> bool:

@@ -5,10 +5,14 @@ Mirrors ``do_mmap`` (argument checks, flag translation, the file checks), the x8
 ``mmap_base``, hint honoured when free, 2 MiB alignment for large anonymous mappings as THP
 does), ``mmap_region`` (unmap what MAP_FIXED replaces, merge with a neighbour or allocate a
 VMA, call the driver's ``->mmap`` on the VMA under setup and undo everything if it refuses),
-and ``exit_mmap``.
+and ``exit_mmap``. MAP_LOCKED sets VM_LOCKED (cleared again on VM_SPECIAL and hugetlb VMAs, as
+``__mmap_complete`` does); MAP_LOCKED and MAP_POPULATE (without MAP_NONBLOCK) fault the new
+range in (``mm_populate``, errors ignored).
 
-Simplifications: no RLIMIT_AS/RLIMIT_MEMLOCK, no mlock, no overcommit accounting (VM_ACCOUNT
-is tracked as a flag because it affects merging), no populate, no uprobes.
+Simplifications: no RLIMIT_AS/RLIMIT_MEMLOCK (``mlock_future_ok``, ``can_do_mlock`` never
+refuse), no overcommit accounting (VM_ACCOUNT is tracked as a flag because it affects
+merging), no uprobes. The population runs before the mmap write lock is released (the kernel
+populates after ``vm_mmap_pgoff`` dropped it, under the read lock).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from .errors import KernelError
 from .fs import FMODE_READ, FMODE_WRITE, File, fput, get_file, shmem_file_setup
+from .gup import mm_populate
 from .memory import zap_pte_range
 from .mm_types import Vma, VmOperationsStruct
 from .mman import (
@@ -28,7 +33,9 @@ from .mman import (
     MAP_GROWSDOWN,
     MAP_HUGETLB,
     MAP_LOCKED,
+    MAP_NONBLOCK,
     MAP_NORESERVE,
+    MAP_POPULATE,
     MAP_PRIVATE,
     MAP_SHARED,
     MAP_SHARED_VALIDATE,
@@ -52,6 +59,7 @@ from .vm_flags import (
     VM_GROWSDOWN,
     VM_HUGETLB,
     VM_LOCKED,
+    VM_LOCKED_MASK,
     VM_MAYEXEC,
     VM_MAYREAD,
     VM_MAYSHARE,
@@ -221,7 +229,11 @@ def do_mmap(
             pgoff = 0
     if flags & MAP_NORESERVE:
         vm_flags |= VM_NORESERVE
-    return mmap_region(mm, file, addr, length, vm_flags, pgoff, hugetlb)
+    addr = mmap_region(mm, file, addr, length, vm_flags, pgoff, hugetlb)
+    if vm_flags & VM_LOCKED or flags & (MAP_POPULATE | MAP_NONBLOCK) == MAP_POPULATE:
+        # vm_mmap_pgoff: mm_populate(ret, populate), errors ignored.
+        mm_populate(mm, addr, length, ignore_errors=True)
+    return addr
 
 
 def _accountable(file: File | None, vm_flags: int) -> bool:
@@ -344,6 +356,9 @@ def mmap_region(
             vma_link(mm, vma)
     vms_complete_munmap_vmas(vms)
     vma.vm_flags |= VM_SOFTDIRTY
+    if vma.vm_flags & VM_LOCKED and vma.vm_flags & (VM_SPECIAL | VM_HUGETLB):
+        # __mmap_complete: special and hugetlb VMAs are never locked.
+        vma.vm_flags &= ~VM_LOCKED_MASK
     return addr
 
 

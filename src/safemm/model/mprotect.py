@@ -4,7 +4,8 @@ Mirrors ``do_mprotect_pkey`` (argument checks; the walk over the VMAs of the ran
 applies the change VMA by VMA and stops at the first error — so, as in Linux, a range with a
 hole or a VMA whose ``VM_MAY*`` ceiling forbids the change is changed up to that point and
 then fails), ``mprotect_fixup`` (VM_ACCOUNT, ``vma_modify_flags``, ``vm_flags_reset``) and
-``change_protection`` (existing PTEs are rewritten to the new protection).
+``change_protection`` (existing PTEs are rewritten to the new protection); a private
+VM_LOCKED VMA made writable is populated for write, as ``mprotect_fixup`` does.
 
 Strict mode adds H9: a driver VMA (VM_MIXEDMAP/VM_PFNMAP) that already maps pages gaining
 VM_WRITE or VM_EXEC is reported.
@@ -16,6 +17,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from .errors import KernelError
+from .gup import populate_vma_page_range
 from .memory import vma_wants_writenotify
 from .mman import PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, PROT_GROWSDOWN, PROT_GROWSUP
 from .mmap import arch_validate_prot, calc_vm_prot_bits
@@ -27,6 +29,7 @@ from .vm_flags import (
     VM_EXEC,
     VM_GROWSDOWN,
     VM_HUGETLB,
+    VM_LOCKED,
     VM_MIXEDMAP,
     VM_NORESERVE,
     VM_PFNMAP,
@@ -117,6 +120,13 @@ def mprotect_fixup(vma: Vma, prev: Vma | None, start: int, end: int, newflags: i
     vma_start_write(vma, _P + "mprotect_fixup")
     vm_flags_reset(vma, newflags)
     change_protection(vma, start, end)
+    if oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED) == VM_LOCKED and newflags & VM_WRITE:
+        # A private VM_LOCKED VMA becoming writable: break COW now (populate_vma_page_range,
+        # its result ignored), so it gains its anonymous pages and anon_vma here.
+        try:
+            populate_vma_page_range(vma, start, end)
+        except KernelError:
+            pass
     return vma
 
 

@@ -21,7 +21,9 @@ the 6.17+ file with ``struct vma_remap_struct``, ``check_mremap_params``, ``chec
   ``dontunmap_complete`` (MREMAP_DONTUNMAP) or ``unmap_source_vma`` (the munmap of the old
   range, which runs ``->close`` on it — best effort: a failure there is ignored).
 
-Simplifications: no mlock (``mlock_future_ok``, populate), no RLIMIT_AS (``may_expand_vm``),
+The grown part of a VM_LOCKED mapping is faulted in (``mm_populate``).
+
+Simplifications: no RLIMIT_MEMLOCK (``mlock_future_ok``), no RLIMIT_AS (``may_expand_vm``),
 no commit accounting (``vrm_calc_charge``: the VM_ACCOUNT flag dance of ``unmap_source_vma``
 leaves the flags as they were, so it is not replayed), no userfaultfd events (a moved VMA
 just loses its userfaultfd: ``mremap_userfaultfd_prep`` without UFFD_FEATURE_EVENT_REMAP), no
@@ -36,6 +38,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from .errors import KernelError
+from .gup import mm_populate
 from .mman import (
     HPAGE_SIZE,
     MAP_FIXED,
@@ -611,6 +614,10 @@ def do_mremap(
         return remap_move(vrm)
     vrm.vma = mm.mm_mt.load(addr)
     check_prep_vma(vrm)
-    if vrm_implies_new_addr(vrm):
-        return mremap_to(vrm)
-    return mremap_at(vrm)
+    locked = vrm.vma is not None and bool(vrm.vma.vm_flags & VM_LOCKED)
+    res = mremap_to(vrm) if vrm_implies_new_addr(vrm) else mremap_at(vrm)
+    if locked and vrm.new_len > vrm.old_len:
+        # vrm->mlocked: the grown part of a VM_LOCKED mapping is populated (mm_populate, its
+        # errors ignored); the kernel does it after dropping the mmap lock.
+        mm_populate(mm, res + vrm.old_len, vrm.new_len - vrm.old_len, ignore_errors=True)
+    return res

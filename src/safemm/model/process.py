@@ -23,7 +23,10 @@ from .errors import KernelError
 from .fault import user_access
 from .fork import dup_mmap, mmget, mmput
 from .fs import FMODE_READ, FMODE_WRITE, File, fput, get_file
+from .madvise import do_madvise, madvise_needs_write_lock
+from .memfd import memfd_create
 from .memory import read_pfn, write_pfn
+from .mlock import apply_vma_lock_flags, mlock_populate, mlock_range
 from .mm_types import MmStruct
 from .mman import (
     HPAGE_SIZE,
@@ -39,8 +42,16 @@ from .mmap_lock import mmap_read_lock, mmap_read_unlock, mmap_write_lock, mmap_w
 from .mprotect import do_mprotect
 from .mremap import do_mremap
 from .pgtable import HugePmd
+from .shmem import (
+    MAX_LFS_FILESIZE,
+    SHMEM_FILE_OPS,
+    shmem_file_read,
+    shmem_file_write,
+    shmem_setattr_size,
+)
 from .task_mmu import show_maps
 from .userfaultfd import UserfaultfdCtx, userfaultfd_register
+from .vm_flags import VM_LOCKED
 from .vma import do_vmi_munmap
 
 if TYPE_CHECKING:
@@ -194,6 +205,98 @@ class Process:
             with k.driver_hook(fops.owner, f, f"{fops.name}->unlocked_ioctl"):
                 return fops.unlocked_ioctl(f, cmd, arg)
 
+    # ---------------------------------------------------------------- memfd and file I/O
+
+    def memfd_create(self, name: str, flags: int = 0) -> int:
+        """``memfd_create(2)``: a new shmem file (size 0) on a new descriptor; see
+        :func:`~safemm.model.memfd.memfd_create` for the EINVAL cases."""
+        self._check_alive()
+        nm: object = name
+        if not isinstance(nm, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        flags = _ulong("flags", flags)
+        k = self.kernel
+        with k.enter(self.task, "sys_memfd_create"):
+            f = memfd_create(k, name, flags)
+            k.file_opened(f)
+            fd = self._fd_alloc()
+            self.fds[fd] = f
+            return fd
+
+    def _shmem_file(self, fd: int, mode: int, what: str) -> File:
+        """The checks of ``vfs_read``/``vfs_write`` and ``do_sys_ftruncate`` on the file:
+        EBADF without the open mode ``mode``; EINVAL if it has no such operation (only shmem
+        files have read, write and truncate in the model)."""
+        f = self._file(fd)
+        if not f.f_mode & mode:
+            if what == "ftruncate":
+                raise KernelError(errno.EINVAL, f"ftruncate: fd {fd} is not open for writing")
+            raise KernelError(errno.EBADF, f"{what}: fd {fd} is not open for that access")
+        if f.f_inode.kind != "shmem" or f.f_op is not SHMEM_FILE_OPS:
+            raise KernelError(errno.EINVAL, f"{what}: {f.path} has no {what} operation")
+        return f
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        """``ftruncate(2)`` (fs/open.c ``do_sys_ftruncate`` → ``shmem_setattr``): EINVAL for
+        a negative length, a file not open for writing or not a regular file; EBADF for a bad
+        descriptor. Shrinking zaps the pages past the new size from every mapping of the file
+        in every process (``unmap_mapping_range``)."""
+        self._check_alive()
+        ln: object = length
+        if isinstance(ln, bool) or not isinstance(ln, int):
+            raise TypeError(f"length must be an int, got {type(length).__name__}")
+        if not -(1 << 63) <= length < 1 << 63:
+            raise KernelError(errno.EINVAL, f"ftruncate: length {length:#x} is not a loff_t")
+        with self.kernel.enter(self.task, "sys_ftruncate"):
+            if length < 0:
+                raise KernelError(errno.EINVAL, f"ftruncate: negative length {length}")
+            f = self._shmem_file(fd, FMODE_WRITE, "ftruncate")
+            shmem_setattr_size(f.f_inode, length)
+
+    @staticmethod
+    def _rw_offset(what: str, count: int, offset: int) -> None:
+        """``ksys_pread64``/``ksys_pwrite64``: EINVAL for a negative offset (checked before
+        the descriptor)."""
+        for name, value in (("count", count), ("offset", offset)):
+            v: object = value
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if offset < 0:
+            raise KernelError(errno.EINVAL, f"{what}: negative offset {offset}")
+
+    @staticmethod
+    def _rw_verify_area(what: str, count: int, offset: int) -> None:
+        """``rw_verify_area`` (after the descriptor checks): EINVAL for a negative count or
+        an end past ``LLONG_MAX``."""
+        if count < 0:
+            raise KernelError(errno.EINVAL, f"{what}: negative count {count}")
+        if offset + count > MAX_LFS_FILESIZE:
+            raise KernelError(errno.EINVAL, f"{what}: {offset:#x}+{count:#x} overflows loff_t")
+
+    def pread(self, fd: int, length: int, offset: int) -> bytes:
+        """``pread64(2)``: up to ``length`` bytes at ``offset`` (fewer at the end of the file;
+        holes read as zeroes). EINVAL for a negative offset; EBADF for a bad descriptor or
+        one not open for reading; EINVAL for a file without a read operation."""
+        self._check_alive()
+        self._rw_offset("pread", length, offset)
+        with self.kernel.enter(self.task, "sys_pread64"):
+            f = self._shmem_file(fd, FMODE_READ, "pread")
+            self._rw_verify_area("pread", length, offset)
+            return shmem_file_read(f.f_inode, length, offset)
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        """``pwrite64(2)``: write ``data`` at ``offset``, growing the file as needed; returns
+        the count written. Errors as :meth:`pread` (EBADF when not open for writing), and
+        EFBIG at ``MAX_LFS_FILESIZE``."""
+        self._check_alive()
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        self._rw_offset("pwrite", len(data), offset)
+        with self.kernel.enter(self.task, "sys_pwrite64"):
+            f = self._shmem_file(fd, FMODE_WRITE, "pwrite")
+            self._rw_verify_area("pwrite", len(data), offset)
+            return shmem_file_write(f.f_inode, bytes(data), offset)
+
     # ---------------------------------------------------------------- memory map
 
     def mmap(
@@ -284,6 +387,61 @@ class Process:
             mmap_write_lock(mm)
             try:
                 return do_mremap(mm, old_addr, old_len, new_len, flags, na)
+            finally:
+                mmap_write_unlock(mm)
+
+    def madvise(self, addr: int, length: int, advice: int) -> None:
+        """``madvise(2)`` (``do_madvise``): EINVAL for an unknown advice, an unaligned
+        ``addr`` or a range that overflows; ENOMEM if the range has holes, after the advice
+        was applied to what is mapped; EINVAL from a VMA the advice cannot apply to (the
+        VMAs before it keep the advice). MADV_DONTNEED takes the mmap read lock, advice
+        that changes VMA flags the write lock."""
+        self._check_alive()
+        addr = _ulong("addr", addr)
+        length = _ulong("length", length)
+        adv: object = advice
+        if isinstance(adv, bool) or not isinstance(adv, int):
+            raise TypeError(f"advice must be an int, got {type(advice).__name__}")
+        advice = ((advice + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)  # the syscall's ``int``
+        with self.kernel.enter(self.task, "sys_madvise"):
+            mm = self.mm
+            write = madvise_needs_write_lock(advice)
+            (mmap_write_lock if write else mmap_read_lock)(mm)
+            try:
+                do_madvise(mm, addr, length, advice)
+            finally:
+                (mmap_write_unlock if write else mmap_read_unlock)(mm)
+
+    def mlock(self, addr: int, length: int) -> None:
+        """``mlock(2)`` (``do_mlock``): ``addr`` is rounded down to its page; ENOMEM if it
+        is not mapped or the range has a hole (after locking what precedes the hole);
+        EINVAL if the range wraps. The locked range is then faulted in under the read lock;
+        a VMA that cannot be (PROT_NONE) makes the call fail with ENOMEM, VM_LOCKED set."""
+        self._check_alive()
+        start, size = mlock_range(_ulong("addr", addr), _ulong("length", length))
+        with self.kernel.enter(self.task, "sys_mlock"):
+            mm = self.mm
+            mmap_write_lock(mm)
+            try:
+                apply_vma_lock_flags(mm, start, size, VM_LOCKED)
+            finally:
+                mmap_write_unlock(mm)
+            mmap_read_lock(mm)
+            try:
+                mlock_populate(mm, start, size)
+            finally:
+                mmap_read_unlock(mm)
+
+    def munlock(self, addr: int, length: int) -> None:
+        """``munlock(2)``: clear VM_LOCKED/VM_LOCKONFAULT; the same range rules and errors
+        as :meth:`mlock`, without the population."""
+        self._check_alive()
+        start, size = mlock_range(_ulong("addr", addr), _ulong("length", length))
+        with self.kernel.enter(self.task, "sys_munlock"):
+            mm = self.mm
+            mmap_write_lock(mm)
+            try:
+                apply_vma_lock_flags(mm, start, size, 0)
             finally:
                 mmap_write_unlock(mm)
 

@@ -66,6 +66,8 @@ VM_PFNMAP = 0x400
 VM_UFFD_WP = 0x1000
 VM_LOCKED = 0x2000
 VM_IO = 0x4000
+VM_SEQ_READ = 0x8000
+VM_RAND_READ = 0x10000
 VM_DONTCOPY = 0x20000
 VM_DONTEXPAND = 0x40000
 VM_LOCKONFAULT = 0x80000
@@ -85,6 +87,8 @@ VM_MAY_FLAGS = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
 #: Never merged, never mlocked (include/linux/mm.h VM_SPECIAL).
 VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP
 VM_UFFD_FLAGS = VM_UFFD_MISSING | VM_UFFD_WP | VM_UFFD_MINOR
+#: The flags mlock manages (include/linux/mm.h VM_LOCKED_MASK).
+VM_LOCKED_MASK = VM_LOCKED | VM_LOCKONFAULT
 #: Flags ignored when deciding whether two VMAs can merge (VM_IGNORE_MERGE).
 VM_IGNORE_MERGE = VM_SOFTDIRTY
 #: Every bit the model knows; ``vm_flags_*`` refuse others.
