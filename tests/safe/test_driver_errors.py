@@ -14,6 +14,7 @@ from typing_extensions import override
 from safemm import MAP_SHARED, PAGE_SIZE, PROT_READ, Kernel, KernelError
 from safemm.fs import File, FileOperations, VmFault, VmFaultReason, VmOperations
 from safemm.page import Page, PageLock
+from safemm.testing import driver_context
 from safemm.virt import VmAreaNew, VmAreaOwnedRef
 
 
@@ -214,3 +215,27 @@ def test_fault_returning_nothing() -> None:
         TypeError, match=r"returned NoneType: return the page .*locked .*VmFaultReason"
     ):
         proc.read(addr, 1)
+
+
+def test_fault_returning_an_unlocked_page() -> None:
+    """A ->fault that returns a bare Page (around the types) is refused with the fix: the
+    page must come locked (page.trylock()), or reclaim can free it before it is mapped."""
+
+    class Bare(VmOperations[State]):
+        @override
+        def fault(self, vmf: VmFault[State]) -> PageLock | VmFaultReason:
+            page = Page.alloc_page()
+            pages.append(page)
+            return page  # type: ignore[return-value]
+
+    pages: list[Page] = []
+    kernel = Kernel(panic_on_warn=False)
+    ops = Bare(State, "bare")
+    kernel.register_device("/dev/drv", Driver(ops))
+    proc = kernel.spawn()
+    addr = proc.mmap(None, PAGE_SIZE, PROT_READ, MAP_SHARED, proc.open("/dev/drv"))
+    with pytest.raises(TypeError, match=r"returned an unlocked Page: return page.trylock\(\)"):
+        proc.read(addr, 1)
+    with driver_context(kernel):
+        for page in pages:
+            page.free()

@@ -221,6 +221,15 @@ CONTRACTS: dict[str, Contract] = dict(
             "release each page reference exactly once; unmap before freeing",
         ),
         _c(
+            "fault-locked-page",
+            "->fault hands the kernel its page locked and pinned, taken while the driver's lock "
+            "still says the page is there; reclaim locks the page before it unmaps and frees it",
+            "mm/memory.c __do_fault / finish_fault (VM_FAULT_LOCKED); mm/truncate.c "
+            "truncate_inode_folio; safe layer VmOperations.fault",
+            "return page.trylock() taken under the driver's lock (VmFaultReason.NOPAGE if it is "
+            "held), and trylock the page in reclaim before unmapping and freeing it",
+        ),
+        _c(
             "zap-range",
             "zap_page_range_single must be given a range inside the VMA",
             "rust/kernel/mm/virt.rs zap_page_range_single (range check, v10)",
