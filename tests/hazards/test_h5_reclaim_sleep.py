@@ -10,8 +10,9 @@ GFP_KERNEL allocation — is "BUG: sleeping function called from invalid context
 shrinker is a deadlock when reclaim runs inside an allocation made under that lock; lockdep
 sees it coming through the ``fs_reclaim`` map ("possible circular locking dependency"), and
 the model reports the actual self-deadlock instead of hanging. Both are kernel checks (debug
-builds), so strict mode adds nothing here. The types cannot say "may sleep", but ``safemm check`` reports the
-sleeping call statically (tests/atomic/reject/a7_h5_twins.py); the
+builds), so strict mode adds nothing here.
+The types cannot say "may sleep", but ``safemm check`` reports the sleeping call statically
+(tests/atomic/reject/a7_h5_twins.py); the
 correct shrinker (the demo's eager-insert driver) trylocks everything and drops the list
 lock (``LruWalk.unlock``) before it zaps.
 """

@@ -11,8 +11,9 @@ context switch is a quiescent state: a grace period can end while the sleeper st
 spinlock and an RCU-protected pointer; ``kfree_rcu`` frees the object, and the sleeper's next
 use is a use-after-free (mm/kasan/report.c). The preempt count is fixed up on the return to
 user space. All of it is the kernel's own reporting (debug builds): strict mode adds nothing.
-With ``panic_on_warn`` the first report raises. The types cannot say "may sleep", but ``safemm check`` reports the
-sleeping call statically (tests/atomic/reject/a7_h5_twins.py); the
+With ``panic_on_warn`` the first report raises.
+The types cannot say "may sleep", but ``safemm check`` reports the sleeping call statically
+(tests/atomic/reject/a7_h5_twins.py); the
 correct driver copies what it needs and sleeps after unlocking.
 """
 
