@@ -15,6 +15,8 @@ fs/userfaultfd.c.
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 from typing_extensions import override
@@ -144,6 +146,16 @@ class Process:
             raise KernelError(errno.EBADF, f"fd {fd} is not open in process {self.pid}")
         return f
 
+    @contextmanager
+    def _fdget(self, fd: object) -> Iterator[File]:
+        """``fdget``/``fdput`` (fs/file.c): the descriptor's file, pinned for the call, so a
+        sibling thread's ``close`` cannot release it under the syscall. Inside an entry."""
+        f = get_file(self._file(fd))
+        try:
+            yield f
+        finally:
+            fput(f)
+
     def _fd_alloc(self) -> int:
         fd = FIRST_FD
         while fd in self.fds:
@@ -194,11 +206,11 @@ class Process:
     def ioctl(self, fd: int, cmd: int, arg: object = None) -> object:
         """``ioctl(2)``: call the driver's ``->unlocked_ioctl`` (ENOTTY if it has none)."""
         self._check_alive()
-        f = self._file(fd)
+        self._file(fd)
         if isinstance(cmd, bool) or not isinstance(cmd, int):
             raise TypeError(f"cmd must be an int, got {type(cmd).__name__}")
         k = self.kernel
-        with k.enter(self.task, "sys_ioctl"):
+        with k.enter(self.task, "sys_ioctl"), self._fdget(fd) as f:
             fops = f.f_op
             if fops is None or fops.unlocked_ioctl is None:
                 raise KernelError(errno.ENOTTY, f"ioctl: {f.path} has no ioctl")
@@ -227,7 +239,7 @@ class Process:
         """The checks of ``vfs_read``/``vfs_write`` and ``do_sys_ftruncate`` on the file:
         EBADF without the open mode ``mode``; EINVAL if it has no such operation (only shmem
         files have read, write and truncate in the model)."""
-        f = self._file(fd)
+        f = self._file(fd)  # pinned by the caller's _fdget
         if not f.f_mode & mode:
             if what == "ftruncate":
                 raise KernelError(errno.EINVAL, f"ftruncate: fd {fd} is not open for writing")
@@ -251,7 +263,8 @@ class Process:
             if length < 0:
                 raise KernelError(errno.EINVAL, f"ftruncate: negative length {length}")
             f = self._shmem_file(fd, FMODE_WRITE, "ftruncate")
-            shmem_setattr_size(f.f_inode, length)
+            with self._fdget(fd):
+                shmem_setattr_size(f.f_inode, length)
 
     @staticmethod
     def _rw_offset(what: str, count: int, offset: int) -> None:
@@ -282,7 +295,8 @@ class Process:
         with self.kernel.enter(self.task, "sys_pread64"):
             f = self._shmem_file(fd, FMODE_READ, "pread")
             self._rw_verify_area("pread", length, offset)
-            return shmem_file_read(f.f_inode, length, offset)
+            with self._fdget(fd):
+                return shmem_file_read(f.f_inode, length, offset)
 
     def pwrite(self, fd: int, data: bytes, offset: int) -> int:
         """``pwrite64(2)``: write ``data`` at ``offset``, growing the file as needed; returns
@@ -295,7 +309,8 @@ class Process:
         with self.kernel.enter(self.task, "sys_pwrite64"):
             f = self._shmem_file(fd, FMODE_WRITE, "pwrite")
             self._rw_verify_area("pwrite", len(data), offset)
-            return shmem_file_write(f.f_inode, bytes(data), offset)
+            with self._fdget(fd):
+                return shmem_file_write(f.f_inode, bytes(data), offset)
 
     # ---------------------------------------------------------------- memory map
 
@@ -324,12 +339,15 @@ class Process:
                     raise KernelError(errno.EINVAL, "mmap: MAP_HUGETLB needs MAP_ANONYMOUS here")
             elif flags & MAP_HUGETLB:
                 length = (length + HPAGE_SIZE - 1) & ~(HPAGE_SIZE - 1)
-            mm = self.mm
-            mmap_write_lock(mm)
-            try:
-                return do_mmap(mm, file, a, length, prot, flags, offset >> PAGE_SHIFT)
-            finally:
-                mmap_write_unlock(mm)
+            with ExitStack() as pin:
+                if file is not None:
+                    pin.enter_context(self._fdget(fd))
+                mm = self.mm
+                mmap_write_lock(mm)
+                try:
+                    return do_mmap(mm, file, a, length, prot, flags, offset >> PAGE_SHIFT)
+                finally:
+                    mmap_write_unlock(mm)
 
     def munmap(self, addr: int, length: int) -> None:
         """``munmap(2)``: the lock is downgraded to read before zapping, as in the kernel."""
