@@ -148,10 +148,13 @@ def test_vm_hook_with_the_wrong_signature() -> None:
 
 
 def test_device_path_registered_twice() -> None:
-    """A second device at a taken path is EEXIST, naming the path."""
+    """A second device at a taken path is EEXIST, naming the path, the driver there and the
+    fix."""
     kernel = Kernel()
     kernel.register_device("/dev/drv", Driver())
-    with pytest.raises(KernelError, match="/dev/drv already exists") as e:
+    with pytest.raises(
+        KernelError, match=r"/dev/drv already exists \(registered with .*\): pick another path"
+    ) as e:
         kernel.register_device("/dev/drv", Driver())
     assert e.value.errno == errno.EEXIST
 

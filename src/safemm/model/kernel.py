@@ -334,7 +334,12 @@ class Kernel:
         if not isinstance(p, str) or not p.startswith("/") or len(p) < 2:
             raise KernelError(errno.EINVAL, f"register_device: bad path {path!r}")
         if path in self.devices:
-            raise KernelError(errno.EEXIST, f"register_device: {path} already exists")
+            raise KernelError(
+                errno.EEXIST,
+                f"register_device: {path} already exists (registered with "
+                f"{self.devices[path].fops.name}): pick another path, or use one Kernel per "
+                "test so each registers its devices afresh",
+            )
         fops: object = (
             ops
             if isinstance(ops, FileOperationsStruct)
