@@ -23,7 +23,7 @@ from .vma import call_vm_open, vm_area_dup, vma_link_file
 
 __all__ = ["dup_mmap", "mmdrop", "mmget", "mmget_not_zero", "mmgrab", "mmput", "mmput_async"]
 
-_FORK_C = "kernel/fork.c:"  # a report's location: this kernel file, then the function
+_FORK_C = "kernel/fork.c:"
 
 
 def _check_alive(mm: MmStruct, what: str) -> None:

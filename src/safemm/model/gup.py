@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["mm_populate", "populate_vma_page_range"]
 
-_GUP_C = "mm/gup.c:"  # a report's location: this kernel file, then the function
+_GUP_C = "mm/gup.c:"
 
 
 def _present(mm: MmStruct, addr: int, write: bool) -> bool:

@@ -79,7 +79,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MADVISE_MODELLED", "do_madvise", "madvise_needs_write_lock"]
 
-_MADVISE_C = "mm/madvise.c:"  # a report's location: this kernel file, then the function
+_MADVISE_C = "mm/madvise.c:"
 ULONG_MAX = (1 << 64) - 1
 
 #: The advice values the model implements.

@@ -83,7 +83,7 @@ __all__ = [
     "zap_vma_ptes",
 ]
 
-_MEMORY_C = "mm/memory.c:"  # a report's location: this kernel file, then the function
+_MEMORY_C = "mm/memory.c:"
 ULONG_MAX = (1 << 64) - 1
 _GFP_ANON = int(GFP_HIGHUSER | Gfp.ZERO)
 

@@ -44,7 +44,7 @@ __all__ = [
     "vma_supports_mlock",
 ]
 
-_MLOCK_C = "mm/mlock.c:"  # a report's location: this kernel file, then the function
+_MLOCK_C = "mm/mlock.c:"
 ULONG_MAX = (1 << 64) - 1
 
 

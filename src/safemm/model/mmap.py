@@ -89,7 +89,7 @@ if TYPE_CHECKING:
 
 __all__ = ["do_mmap", "exit_mmap", "get_unmapped_area"]
 
-_MMAP_C = "mm/mmap.c:"  # a report's location: this kernel file, then the function
+_MMAP_C = "mm/mmap.c:"
 VM_NOHUGEPAGE = 0x40000000
 
 

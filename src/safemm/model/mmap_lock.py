@@ -43,7 +43,6 @@ __all__ = [
     "vma_start_write",
 ]
 
-# a report's location: this kernel file, then the function
 _MMAP_LOCK_H = "include/linux/mmap_lock.h:"
 
 

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["do_mprotect", "mprotect_fixup"]
 
-_MPROTECT_C = "mm/mprotect.c:"  # a report's location: this kernel file, then the function
+_MPROTECT_C = "mm/mprotect.c:"
 ULONG_MAX = (1 << 64) - 1
 
 

@@ -79,7 +79,7 @@ if TYPE_CHECKING:
 
 __all__ = ["do_mremap"]
 
-_MREMAP_C = "mm/mremap.c:"  # a report's location: this kernel file, then the function
+_MREMAP_C = "mm/mremap.c:"
 ULONG_MAX = (1 << 64) - 1
 
 

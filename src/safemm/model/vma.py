@@ -65,7 +65,7 @@ __all__ = [
     "vma_modify",
 ]
 
-_VMA_C = "mm/vma.c:"  # a report's location: this kernel file, then the function
+_VMA_C = "mm/vma.c:"
 
 
 # --------------------------------------------------------------------------------------------
