@@ -1,5 +1,6 @@
-"""The README stays true: the contract table covers every contract and names tests that
-exist, and CI runs exactly the README's Quick-start test command."""
+"""The README and docs/contracts.md stay true: the full contract table covers every contract
+and names tests that exist, the README's short table names real contracts, and CI runs
+exactly the README's Quick-start test command."""
 
 from __future__ import annotations
 
@@ -10,15 +11,26 @@ from safemm.model.contracts import CONTRACTS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+CONTRACTS_PAGE = (ROOT / "docs" / "contracts.md").read_text(encoding="utf-8")
 
 
-def _table_rows() -> list[list[str]]:
-    section = README.split("## The contracts", 1)[1].split("\n## ", 1)[0]
+def _rows(text: str) -> list[list[str]]:
     rows = []
-    for line in section.splitlines():
+    for line in text.splitlines():
         if line.startswith(("| `", "| **`")):
             rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
     return rows
+
+
+def _table_rows() -> list[list[str]]:
+    """The rows of the full contract table, on docs/contracts.md."""
+    return _rows(CONTRACTS_PAGE)
+
+
+def _readme_rows() -> list[list[str]]:
+    """The rows of the README's short table of the contracts a driver author meets first."""
+    section = README.split("## The contracts", 1)[1].split("\n## ", 1)[0]
+    return [row for row in _rows(section) if re.match(r"\**`[a-z-]+`", row[0])]
 
 
 def _id(cell: str) -> str:
@@ -28,8 +40,8 @@ def _id(cell: str) -> str:
 
 
 def test_every_contract_has_a_row() -> None:
-    """Each id of the registry (src/safemm/model/contracts.py) has a row, and no row names an
-    unknown id."""
+    """Each id of the registry (src/safemm/model/contracts.py) has a row on docs/contracts.md,
+    and no row names an unknown id."""
     ids = [_id(row[0]) for row in _table_rows()]
     assert sorted(ids) == sorted(CONTRACTS), set(ids) ^ set(CONTRACTS)
 
@@ -40,6 +52,35 @@ def test_strict_rows_are_bold_exactly_for_strict_only_contracts() -> None:
     bold = {_id(r[0]) for r in _table_rows() if "**" in r[0]}
     strict = {c.id for c in CONTRACTS.values() if not c.kernel_checks}
     assert bold == strict
+
+
+def test_readme_short_table() -> None:
+    """The README keeps ten contracts of the registry, bold exactly where the full table is,
+    and links to the full table."""
+    full = {_id(r[0]): r[0] for r in _table_rows()}
+    short = [r[0] for r in _readme_rows()]
+    assert len(short) == 10, short
+    for cell in short:
+        assert _id(cell) in CONTRACTS, cell
+        assert cell == full[_id(cell)], cell
+    assert "(docs/contracts.md)" in README
+
+
+def test_ids_defined_before_use() -> None:
+    """The README defines the hazard ids (H1 to H13) and the reject-case ids before its first
+    use of one."""
+    for definition, use in (
+        ("Hazard ids H1", r"\bH\d{1,2}\b"),
+        ("Reject-case ids", r"\b(r\d\d|a\d)\b(?![_.])"),
+    ):
+        first_use = min(m.start() for m in re.finditer(use, README))
+        assert README.index(definition) <= first_use, definition
+
+
+def test_reject_files_sort_in_order() -> None:
+    """Reject cases are numbered with two digits, so that they sort in order."""
+    names = [p.name for p in (ROOT / "tests" / "typing" / "reject").glob("r*.py")]
+    assert names and all(re.match(r"r\d\d_", n) for n in names), names
 
 
 def test_every_named_test_exists() -> None:
@@ -83,6 +124,7 @@ def test_docs_are_linked() -> None:
         "docs/invariants.md",
         "docs/static-checking.md",
         "docs/fuzzing.md",
+        "docs/contracts.md",
     ):
         assert f"({page})" in README, page
         assert (ROOT / page).exists(), page
@@ -99,8 +141,8 @@ def test_invariants_page_lists_every_invariant() -> None:
 
 
 def test_static_column_for_atomic_context() -> None:
-    """``might-sleep`` and ``schedule-atomic`` have their static column: the ``safemm check``
-    code, and reject cases that exist."""
+    """``might-sleep`` and ``schedule-atomic`` have their static column on docs/contracts.md:
+    the ``safemm check`` code, and reject cases that exist."""
     rows = {_id(r[0]): r for r in _table_rows()}
     for contract in ("might-sleep", "schedule-atomic"):
         static = rows[contract][2]

@@ -8,7 +8,7 @@ lockdep (or, without it, a WARN on the rwsem count) catches it, so the model rep
 both modes (``mmap-write-lock-held``, ``vma-write-locked``); under a VMA read lock
 ``vma_start_write`` then waits for the caller itself — a deadlock, reported. The safe layer
 has flag setters only on :class:`~safemm.virt.VmAreaMut` (from ``MmapWriteGuard``) and
-:class:`~safemm.virt.VmAreaNew` (reject/r3_flag_setters.py, r7_wrong_state.py), and
+:class:`~safemm.virt.VmAreaNew` (reject/r03_flag_setters.py, r07_wrong_state.py), and
 ``flags`` is read-only (r4).
 """
 

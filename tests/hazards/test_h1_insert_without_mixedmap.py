@@ -6,8 +6,8 @@ The kernel's only guard is ``BUG_ON(mmap_read_trylock(vma->vm_mm))``: it fires w
 trylock succeeds, i.e. not when a writer is queued — then the flag is written unsynchronised
 and only the write-lock assertion in ``vm_flags_set`` (lockdep / WARN) complains. Strict mode
 reports the contract every time. The safe layer has ``vm_insert_page`` only on
-:class:`~safemm.virt.VmAreaMixedMapRef` (tests/typing/reject/r1_insert_needs_mixedmap.py,
-r2_mixedmap_unchecked.py); the calls below go around the types with an unbound method.
+:class:`~safemm.virt.VmAreaMixedMapRef` (tests/typing/reject/r01_insert_needs_mixedmap.py,
+r02_mixedmap_unchecked.py); the calls below go around the types with an unbound method.
 """
 
 from __future__ import annotations

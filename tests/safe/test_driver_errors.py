@@ -148,15 +148,18 @@ def test_vm_hook_with_the_wrong_signature() -> None:
 
 
 def test_device_path_registered_twice() -> None:
-    """A second device at a taken path is EEXIST, naming the path, the driver there and the
-    fix."""
+    """A second device at a taken path is EEXIST, naming the path, the driver holding it and
+    the fix: a free path to register at instead."""
     kernel = Kernel()
     kernel.register_device("/dev/drv", Driver())
     with pytest.raises(
-        KernelError, match=r"/dev/drv already exists \(registered with .*\): pick another path"
+        KernelError,
+        match=r"/dev/drv already exists \(driver '.+'\); .*pick another path, e\.g\. "
+        r"register_device\('/dev/drv1', \.\.\.\)",
     ) as e:
         kernel.register_device("/dev/drv", Driver())
     assert e.value.errno == errno.EEXIST
+    kernel.register_device("/dev/drv1", Driver())
 
 
 def test_one_instance_at_two_paths() -> None:

@@ -23,7 +23,7 @@ from .vma import call_vm_open, vm_area_dup, vma_link_file
 
 __all__ = ["dup_mmap", "mmdrop", "mmget", "mmget_not_zero", "mmgrab", "mmput", "mmput_async"]
 
-_F = "kernel/fork.c:"
+_FORK_C = "kernel/fork.c:"
 
 
 def _check_alive(mm: MmStruct, what: str) -> None:
@@ -32,7 +32,7 @@ def _check_alive(mm: MmStruct, what: str) -> None:
             SplatKind.BUG,
             "leak",
             f"{what} on freed mm {mm.id} (use after free)",
-            _F + what,
+            _FORK_C + what,
             title=f"BUG: KASAN: slab-use-after-free in {what}",
         )
 
@@ -52,8 +52,8 @@ def mmdrop(mm: MmStruct) -> None:
             SplatKind.BUG,
             "mm-ref-owned",
             f"mmdrop on mm {mm.id} with mm_count 0",
-            _F + "mmdrop",
-            title=f"kernel BUG at {_F}__mmdrop!",
+            _FORK_C + "mmdrop",
+            title=f"kernel BUG at {_FORK_C}__mmdrop!",
         )
     mm.mm_count -= 1
     mm.kernel.counters.mmdrop += 1
@@ -66,7 +66,10 @@ def mmget(mm: MmStruct) -> None:
     """``mmget``: take a user reference; the caller must already hold one."""
     if mm.mm_users <= 0:
         mm.kernel.report(
-            SplatKind.WARNING, "mm-users", f"mmget on mm {mm.id} whose mm_users is 0", _F + "mmget"
+            SplatKind.WARNING,
+            "mm-users",
+            f"mmget on mm {mm.id} whose mm_users is 0",
+            _FORK_C + "mmget",
         )
     mm.mm_users += 1
     mm.kernel.counters.mmget += 1
@@ -97,8 +100,8 @@ def _put_users(mm: MmStruct, what: str) -> bool:
             SplatKind.BUG,
             "mm-ref-owned",
             f"{what} on mm {mm.id} with mm_users 0",
-            _F + what,
-            title=f"kernel BUG at {_F}{what}!",
+            _FORK_C + what,
+            title=f"kernel BUG at {_FORK_C}{what}!",
         )
     mm.mm_users -= 1
     return mm.mm_users == 0
@@ -107,7 +110,7 @@ def _put_users(mm: MmStruct, what: str) -> bool:
 def mmput(mm: MmStruct) -> None:
     """``mmput``: drop a user reference; may sleep; the last one runs ``__mmput`` here."""
     k = mm.kernel
-    might_sleep(k, _F + "mmput")
+    might_sleep(k, _FORK_C + "mmput")
     last = _put_users(mm, "mmput")
     k.counters.mmput += 1
     if last:
@@ -138,7 +141,7 @@ def dup_mmap(mm: MmStruct, oldmm: MmStruct) -> None:
         mmap_write_lock(mm)
         try:
             for vma in oldmm.vmas():
-                vma_start_write(vma, _F + "dup_mmap")
+                vma_start_write(vma, _FORK_C + "dup_mmap")
                 if vma.vm_flags & VM_DONTCOPY:
                     continue
                 tmp = vm_area_dup(vma)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["mm_populate", "populate_vma_page_range"]
 
-_G = "mm/gup.c:"
+_GUP_C = "mm/gup.c:"
 
 
 def _present(mm: MmStruct, addr: int, write: bool) -> bool:
@@ -61,7 +61,7 @@ def populate_vma_page_range(vma: Vma, start: int, end: int) -> None:
         KernelError: EFAULT or ENOMEM, as ``__get_user_pages`` returns them.
     """
     mm = vma.vm_mm
-    mmap_assert_locked(mm, _G + "populate_vma_page_range")
+    mmap_assert_locked(mm, _GUP_C + "populate_vma_page_range")
     flags = vma.vm_flags
     if flags & VM_LOCKONFAULT:
         return

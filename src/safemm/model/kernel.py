@@ -329,16 +329,27 @@ class Kernel:
     def register_device(
         self, path: str, ops: FileOperationsStruct | FileOperationsProvider
     ) -> Device:
-        """Register a character device at ``path`` (EEXIST if taken, EINVAL for a bad path)."""
+        """Register a character device at ``path`` (EEXIST if taken, EINVAL for a bad path).
+
+        The EEXIST message names the driver that holds the path and a free path to use instead:
+        the model has no ``unregister_device``, so a path is taken for the Kernel's lifetime.
+        """
         p: object = path
         if not isinstance(p, str) or not p.startswith("/") or len(p) < 2:
             raise KernelError(errno.EINVAL, f"register_device: bad path {path!r}")
         if path in self.devices:
+            taken = self.devices[path].fops.name
+            free = next(
+                f"{path}{n}"
+                for n in range(1, len(self.devices) + 2)
+                if f"{path}{n}" not in self.devices
+            )
             raise KernelError(
                 errno.EEXIST,
-                f"register_device: {path} already exists (registered with "
-                f"{self.devices[path].fops.name}): pick another path, or use one Kernel per "
-                "test so each registers its devices afresh",
+                f"register_device: {path} already exists (driver {taken!r}); a device stays "
+                f"registered for the Kernel's lifetime (the model has no unregister_device), "
+                f"so pick another path, e.g. register_device({free!r}, ...), or use a fresh "
+                f"Kernel",
             )
         fops: object = (
             ops

@@ -79,7 +79,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MADVISE_MODELLED", "do_madvise", "madvise_needs_write_lock"]
 
-_A = "mm/madvise.c:"
+_MADVISE_C = "mm/madvise.c:"
 ULONG_MAX = (1 << 64) - 1
 
 #: The advice values the model implements.
@@ -254,7 +254,7 @@ def madvise_update_vma(vma: Vma, prev: Vma | None, start: int, end: int, new_fla
         if exc.errno == errno.ENOMEM:
             raise KernelError(errno.EAGAIN, f"madvise: {exc.strerror}") from exc
         raise
-    vma_start_write(vma, _A + "madvise_update_vma")
+    vma_start_write(vma, _MADVISE_C + "madvise_update_vma")
     vm_flags_reset(vma, new_flags)
     return vma
 
@@ -273,7 +273,7 @@ def madvise_vma_behavior(vma: Vma, prev: Vma | None, start: int, end: int, behav
     if behavior == MADV_DONTNEED:
         madvise_dontneed_free(vma, start, end)
         return vma
-    mmap_assert_write_locked(vma.vm_mm, _A + "madvise_vma_behavior")
+    mmap_assert_write_locked(vma.vm_mm, _MADVISE_C + "madvise_vma_behavior")
     return madvise_update_vma(vma, prev, start, end, madvise_new_flags(vma, behavior))
 
 
@@ -322,7 +322,7 @@ def do_madvise(mm: MmStruct, start: int, len_in: int, behavior: int) -> None:
     if not len_in:
         return
     if madvise_needs_write_lock(behavior):
-        mmap_assert_write_locked(mm, _A + "do_madvise")
+        mmap_assert_write_locked(mm, _MADVISE_C + "do_madvise")
     else:
-        mmap_assert_locked(mm, _A + "do_madvise")
+        mmap_assert_locked(mm, _MADVISE_C + "do_madvise")
     madvise_walk_vmas(mm, start, start + length, behavior)

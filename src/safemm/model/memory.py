@@ -83,7 +83,7 @@ __all__ = [
     "zap_vma_ptes",
 ]
 
-_M = "mm/memory.c:"
+_MEMORY_C = "mm/memory.c:"
 ULONG_MAX = (1 << 64) - 1
 _GFP_ANON = int(GFP_HIGHUSER | Gfp.ZERO)
 
@@ -186,7 +186,7 @@ def _get_locked_pte_check(vma: Vma, addr: int, where: str) -> None:
             "insert-hugetlb",
             f"walk_to_pmd found a huge PMD at {addr:#x} (VM_BUG_ON(pmd_trans_huge(*pmd)))",
             where,
-            title=f"kernel BUG at {_M}walk_to_pmd!",
+            title=f"kernel BUG at {_MEMORY_C}walk_to_pmd!",
         )
 
 
@@ -282,7 +282,7 @@ def vm_insert_page(vma: Vma, addr: int, page: Page) -> None:
     then VM_MIXEDMAP is set; the page must be live, not anonymous and not typed (EINVAL); the
     PTE must be empty (EBUSY). The PTE takes a page reference and a mapcount.
     """
-    where = _M + "vm_insert_page"
+    where = _MEMORY_C + "vm_insert_page"
     vma_assert_locked(vma, where)
     if not vma.vm_start <= addr < vma.vm_end:
         raise KernelError(
@@ -313,7 +313,7 @@ def vm_insert_pages(vma: Vma, addr: int, pages: list[Page]) -> int:
     The whole range must lie in the VMA (EFAULT). Insertion stops at the first error, which is
     raised as :class:`InsertPagesError`; pages inserted before it stay mapped, as in C.
     """
-    where = _M + "vm_insert_pages"
+    where = _MEMORY_C + "vm_insert_pages"
     vma_assert_locked(vma, where)
     end = addr + len(pages) * PAGE_SIZE
     if addr < vma.vm_start or end > vma.vm_end or end < addr:
@@ -347,7 +347,7 @@ def _insert_pfn(vma: Vma, addr: int, pfn: int) -> int:
     """``insert_pfn``: a special PTE, no reference; an existing PTE is left alone."""
     mm = vma.vm_mm
     k = mm.kernel
-    _get_locked_pte_check(vma, addr, _M + "insert_pfn")
+    _get_locked_pte_check(vma, addr, _MEMORY_C + "insert_pfn")
     vpn = addr >> PAGE_SHIFT
     if mm.pgtables.lookup(vpn) is not None:
         return VM_FAULT_NOPAGE
@@ -369,7 +369,7 @@ def vmf_insert_pfn(vma: Vma, addr: int, pfn: int) -> int:
     Returns ``VM_FAULT_NOPAGE``. No reference is taken (H11: the driver must zap before it
     frees the memory).
     """
-    where = _M + "vmf_insert_pfn_prot"
+    where = _MEMORY_C + "vmf_insert_pfn_prot"
     k = _kernel(vma)
     vma_assert_locked(vma, where)
     flags = vma.vm_flags
@@ -398,7 +398,7 @@ def vmf_insert_pfn(vma: Vma, addr: int, pfn: int) -> int:
 
 def vmf_insert_mixed(vma: Vma, addr: int, pfn: int) -> int:
     """``vmf_insert_mixed``: a pfn in a VM_MIXEDMAP VMA (special PTE on x86, even for RAM)."""
-    where = _M + "vmf_insert_mixed"
+    where = _MEMORY_C + "vmf_insert_mixed"
     vma_assert_locked(vma, where)
     if pfn == 0:
         if not vm_mixed_zeropage_allowed(vma):
@@ -420,7 +420,7 @@ def remap_pfn_range(vma: Vma, addr: int, pfn: int, size: int) -> None:
     """
     from .vma import vm_flags_set
 
-    where = _M + "remap_pfn_range"
+    where = _MEMORY_C + "remap_pfn_range"
     k = _kernel(vma)
     end = addr + ((size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
     if addr & (PAGE_SIZE - 1) or end <= addr or addr < vma.vm_start or end > vma.vm_end:
@@ -446,7 +446,7 @@ def remap_pfn_range(vma: Vma, addr: int, pfn: int, size: int) -> None:
                 "pfn-insert-flags",
                 "remap_pte_range over a present PTE",
                 where,
-                title=f"kernel BUG at {_M}remap_pte_range!",
+                title=f"kernel BUG at {_MEMORY_C}remap_pte_range!",
             )
         _insert_pfn(vma, addr + i * PAGE_SIZE, pfn + i)
 
@@ -489,11 +489,11 @@ def zap_pte_range(vma: Vma, start: int, end: int, even_cows: bool = True) -> int
                 SplatKind.BUG,
                 "page-refcount",
                 f"mapcount underflow on {page!r}",
-                _M + "zap_present_ptes",
-                title=f"kernel BUG at {_M}zap_present_ptes!",
+                _MEMORY_C + "zap_present_ptes",
+                title=f"kernel BUG at {_MEMORY_C}zap_present_ptes!",
             )
         page.mapcount -= 1
-        k.pages.put_page(page, _M + "zap_present_ptes")
+        k.pages.put_page(page, _MEMORY_C + "zap_present_ptes")
     k.counters.ptes_zapped += n
     return n
 
@@ -517,7 +517,7 @@ def zap_page_range_single(vma: Vma, addr: int, size: int) -> None:
     May sleep (``mmu_notifier_invalidate_range_start`` calls ``might_sleep``; the PMD loop
     calls ``cond_resched``). The range is clipped to the VMA, as ``unmap_single_vma`` does.
     """
-    where = _M + "zap_page_range_single"
+    where = _MEMORY_C + "zap_page_range_single"
     k = _kernel(vma)
     vma_assert_locked(vma, where)
     might_sleep(k, where)
@@ -534,7 +534,7 @@ def zap_vma_ptes(vma: Vma, addr: int, size: int) -> None:
     VMA is VM_PFNMAP: on a VM_MIXEDMAP VMA the pages stay mapped (H13). Strict mode reports
     that no-op.
     """
-    where = _M + "zap_vma_ptes"
+    where = _MEMORY_C + "zap_vma_ptes"
     k = _kernel(vma)
     inside = vma.vm_start <= addr and addr + size <= vma.vm_end and size >= 0
     if not inside or not vma.vm_flags & VM_PFNMAP:
@@ -588,7 +588,7 @@ def unmap_mapping_range(
     ``i_mmap_rwsem`` for read, so it may sleep. ``holelen == 0`` means to the end of the file.
     """
     k = mapping.host.kernel
-    where = _M + "unmap_mapping_range"
+    where = _MEMORY_C + "unmap_mapping_range"
     if holebegin < 0 or holelen < 0:
         raise KernelError(errno.EINVAL, "unmap_mapping_range: negative offset or length")
     k.counters.unmap_mapping_range += 1
@@ -614,7 +614,7 @@ def unmap_mapping_range_trylock(
     if holebegin < 0 or holelen < 0:
         raise KernelError(errno.EINVAL, "unmap_mapping_range_trylock: negative offset or length")
     k.counters.trylock += 1
-    if not mapping.i_mmap_rwsem.down_read_trylock(k, _M + "unmap_mapping_range_trylock"):
+    if not mapping.i_mmap_rwsem.down_read_trylock(k, _MEMORY_C + "unmap_mapping_range_trylock"):
         k.counters.trylock_failed += 1
         k.counters.unmap_mapping_range_trylock_failed += 1
         return False
@@ -623,7 +623,7 @@ def unmap_mapping_range_trylock(
         first, last = _pgoff_range(holebegin, holelen)
         _unmap_mapping_tree(mapping, first, last, even_cows)
     finally:
-        mapping.i_mmap_rwsem.up_read(k, _M + "unmap_mapping_range_trylock")
+        mapping.i_mmap_rwsem.up_read(k, _MEMORY_C + "unmap_mapping_range_trylock")
     return True
 
 
@@ -779,8 +779,8 @@ def _call_fault(vmf: VmFault) -> int:
             SplatKind.BUG,
             "page-refcount",
             f"{ops.name}->fault returned 0 without a page",
-            _M + "__do_fault",
-            title=f"kernel BUG at {_M}__do_fault!",
+            _MEMORY_C + "__do_fault",
+            title=f"kernel BUG at {_MEMORY_C}__do_fault!",
         )
     return ret
 
@@ -901,7 +901,7 @@ def do_wp_page(vmf: VmFault, pte: Pte) -> int:
             if ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE):
                 return ret
         if page is None or page.kind is PageKind.KERNEL:
-            _driver_page_made_writable(vma, pte, _M + "wp_page_reuse")
+            _driver_page_made_writable(vma, pte, _MEMORY_C + "wp_page_reuse")
         pte.write = True
         pte.dirty = True
         k.counters.wp_reuse += 1
@@ -928,7 +928,7 @@ def do_wp_page(vmf: VmFault, pte: Pte) -> int:
     if page is not None:
         _rss_add(mm, page, -1)
         page.mapcount -= 1
-        k.pages.put_page(page, _M + "wp_page_copy")
+        k.pages.put_page(page, _MEMORY_C + "wp_page_copy")
     elif pte.pfn and k.pages.pfn_valid(pte.pfn):
         k.pages.pfn_to_page(pte.pfn).special_maps -= 1
     _map_new_anon(vmf, new)

@@ -44,7 +44,7 @@ __all__ = [
     "vma_supports_mlock",
 ]
 
-_L = "mm/mlock.c:"
+_MLOCK_C = "mm/mlock.c:"
 ULONG_MAX = (1 << 64) - 1
 
 
@@ -68,7 +68,7 @@ def mlock_fixup(vma: Vma, prev: Vma | None, start: int, end: int, newflags: int)
     if newflags == vma.vm_flags or not vma_supports_mlock(vma):
         return vma
     vma = vma_modify(vma, prev, start, end, newflags, vma.vm_userfaultfd_ctx)
-    vma_start_write(vma, _L + "mlock_fixup")
+    vma_start_write(vma, _MLOCK_C + "mlock_fixup")
     vm_flags_reset(vma, newflags)
     return vma
 
@@ -81,7 +81,7 @@ def apply_vma_lock_flags(mm: MmStruct, start: int, length: int, flags: int) -> N
         KernelError: EINVAL (the range wraps), ENOMEM (no VMA at ``start``, or a hole: the
             VMAs before the hole keep their new flags), or :func:`mlock_fixup`'s error.
     """
-    mmap_assert_write_locked(mm, _L + "apply_vma_lock_flags")
+    mmap_assert_write_locked(mm, _MLOCK_C + "apply_vma_lock_flags")
     end = start + length
     if end > ULONG_MAX:
         raise KernelError(errno.EINVAL, f"mlock: {start:#x}+{length:#x} wraps around")

@@ -89,7 +89,7 @@ if TYPE_CHECKING:
 
 __all__ = ["do_mmap", "exit_mmap", "get_unmapped_area"]
 
-_M = "mm/mmap.c:"
+_MMAP_C = "mm/mmap.c:"
 VM_NOHUGEPAGE = 0x40000000
 
 
@@ -380,14 +380,14 @@ def _call_mmap(file: File, vma: Vma) -> None:
             SplatKind.WARNING,
             "mmap-hook",
             f"{fops.name}->mmap moved the VMA from {start:#x} to {vma.vm_start:#x}",
-            _M + "mmap_region",
+            _MMAP_C + "mmap_region",
         )
     if not flags & VM_MAYWRITE and vma.vm_flags & VM_MAYWRITE:
         k.report(
             SplatKind.WARNING,
             "mmap-hook",
             f"{fops.name}->mmap added VM_MAYWRITE to {vma!r}",
-            _M + "mmap_region",
+            _MMAP_C + "mmap_region",
         )
 
 

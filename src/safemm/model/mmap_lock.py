@@ -43,7 +43,7 @@ __all__ = [
     "vma_start_write",
 ]
 
-_F = "include/linux/mmap_lock.h:"
+_MMAP_LOCK_H = "include/linux/mmap_lock.h:"
 
 
 def _check_users(mm: MmStruct, where: str) -> None:
@@ -62,17 +62,17 @@ def _check_users(mm: MmStruct, where: str) -> None:
 
 def mmap_read_lock(mm: MmStruct) -> None:
     """``mmap_read_lock``: may sleep."""
-    _check_users(mm, _F + "mmap_read_lock")
+    _check_users(mm, _MMAP_LOCK_H + "mmap_read_lock")
     mm.kernel.counters.mmap_read_lock += 1
-    mm.mmap_lock.down_read(mm.kernel, _F + "mmap_read_lock")
+    mm.mmap_lock.down_read(mm.kernel, _MMAP_LOCK_H + "mmap_read_lock")
 
 
 def mmap_read_trylock(mm: MmStruct) -> bool:
     """``mmap_read_trylock``: never sleeps; fails while a writer holds or waits for the lock."""
     k = mm.kernel
-    _check_users(mm, _F + "mmap_read_trylock")
+    _check_users(mm, _MMAP_LOCK_H + "mmap_read_trylock")
     k.counters.mmap_read_trylock += 1
-    ok = mm.mmap_lock.down_read_trylock(k, _F + "mmap_read_trylock")
+    ok = mm.mmap_lock.down_read_trylock(k, _MMAP_LOCK_H + "mmap_read_trylock")
     if not ok:
         k.counters.mmap_read_trylock_failed += 1
     return ok
@@ -80,15 +80,15 @@ def mmap_read_trylock(mm: MmStruct) -> bool:
 
 def mmap_read_unlock(mm: MmStruct) -> None:
     """``mmap_read_unlock``."""
-    mm.mmap_lock.up_read(mm.kernel, _F + "mmap_read_unlock")
+    mm.mmap_lock.up_read(mm.kernel, _MMAP_LOCK_H + "mmap_read_unlock")
 
 
 def mmap_write_lock(mm: MmStruct) -> None:
     """``mmap_write_lock``: may sleep; once the lock is taken, ``mm_lock_seqcount_begin``
     makes ``mm_lock_seq`` odd (a write-lock epoch begins)."""
-    _check_users(mm, _F + "mmap_write_lock")
+    _check_users(mm, _MMAP_LOCK_H + "mmap_write_lock")
     mm.kernel.counters.mmap_write_lock += 1
-    mm.mmap_lock.down_write(mm.kernel, _F + "mmap_write_lock")
+    mm.mmap_lock.down_write(mm.kernel, _MMAP_LOCK_H + "mmap_write_lock")
     mm.mm_lock_seq += 1
 
 
@@ -96,7 +96,7 @@ def mmap_write_trylock(mm: MmStruct) -> bool:
     """``mmap_write_trylock`` (``mm_lock_seqcount_begin`` on success)."""
     k = mm.kernel
     k.counters.mmap_write_trylock += 1
-    ok = mm.mmap_lock.down_write_trylock(k, _F + "mmap_write_trylock")
+    ok = mm.mmap_lock.down_write_trylock(k, _MMAP_LOCK_H + "mmap_write_trylock")
     if ok:
         mm.mm_lock_seq += 1
     else:
@@ -114,7 +114,7 @@ def _vma_end_write_all(mm: MmStruct) -> None:
 def mmap_write_unlock(mm: MmStruct) -> None:
     """``mmap_write_unlock``: also ends every VMA write lock (``vma_end_write_all``)."""
     _vma_end_write_all(mm)
-    mm.mmap_lock.up_write(mm.kernel, _F + "mmap_write_unlock")
+    mm.mmap_lock.up_write(mm.kernel, _MMAP_LOCK_H + "mmap_write_unlock")
 
 
 def mmap_write_downgrade(mm: MmStruct) -> None:
@@ -122,7 +122,7 @@ def mmap_write_downgrade(mm: MmStruct) -> None:
     k = mm.kernel
     k.counters.mmap_write_downgrade += 1
     _vma_end_write_all(mm)
-    mm.mmap_lock.downgrade_write(k, _F + "mmap_write_downgrade")
+    mm.mmap_lock.downgrade_write(k, _MMAP_LOCK_H + "mmap_write_downgrade")
 
 
 def mmap_assert_locked(mm: MmStruct, where: str) -> None:
@@ -160,7 +160,7 @@ def vma_is_write_locked(vma: Vma) -> bool:
     return vma.vm_lock_seq == vma.vm_mm.mm_lock_seq
 
 
-def vma_start_write(vma: Vma, where: str = _F + "vma_start_write") -> None:
+def vma_start_write(vma: Vma, where: str = _MMAP_LOCK_H + "vma_start_write") -> None:
     """``vma_start_write``: needs the mmap write lock; waits (sleeps) for VMA readers."""
     mm = vma.vm_mm
     k = mm.kernel
@@ -248,7 +248,7 @@ def lock_vma_under_rcu(mm: MmStruct, addr: int) -> Vma | None:
     injection says so. Never sleeps.
     """
     k = mm.kernel
-    _check_users(mm, _F + "lock_vma_under_rcu")
+    _check_users(mm, _MMAP_LOCK_H + "lock_vma_under_rcu")
     k.rcu.read_lock()
     got: Vma | None = None
     try:
@@ -260,13 +260,15 @@ def lock_vma_under_rcu(mm: MmStruct, addr: int) -> Vma | None:
             or k.fault_inject.should_fail("lock_vma_under_rcu")
         ):
             t = k.current
-            k.lockdep.acquire(t, vma.vm_lock, read=True, trylock=True, where=_F + "vma_start_read")
+            k.lockdep.acquire(
+                t, vma.vm_lock, read=True, trylock=True, where=_MMAP_LOCK_H + "vma_start_read"
+            )
             vma.readers.append(t)
             if vma.vm_start <= addr < vma.vm_end:
                 got = vma
             else:
                 vma.readers.remove(t)
-                k.lockdep.release(t, vma.vm_lock, _F + "vma_end_read")
+                k.lockdep.release(t, vma.vm_lock, _MMAP_LOCK_H + "vma_end_read")
     finally:
         k.rcu.read_unlock()
     if got is None:
@@ -288,12 +290,12 @@ def vma_end_read(vma: Vma) -> None:
             SplatKind.LOCKDEP,
             "unlock-balance",
             f"vma_end_read on {vma!r} by {t.comm}/{t.pid}, which does not hold its VMA lock",
-            _F + "vma_end_read",
+            _MMAP_LOCK_H + "vma_end_read",
             title="WARNING: bad unlock balance detected!",
         )
         return
     vma.readers.remove(t)
-    k.lockdep.release(t, vma.vm_lock, _F + "vma_end_read")
+    k.lockdep.release(t, vma.vm_lock, _MMAP_LOCK_H + "vma_end_read")
     s = k._sched
     if s is not None:
         if not vma.readers:

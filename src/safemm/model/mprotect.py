@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["do_mprotect", "mprotect_fixup"]
 
-_P = "mm/mprotect.c:"
+_MPROTECT_C = "mm/mprotect.c:"
 ULONG_MAX = (1 << 64) - 1
 
 
@@ -98,7 +98,7 @@ def _check_h9(vma: Vma, start: int, end: int, newflags: int) -> None:
             "access-after-insert",
             f"mprotect gives driver {vma!r} {what} while {len(ptes)} inserted page(s) are "
             "mapped; the driver never cleared VM_MAY" + what[3:],
-            _P + "mprotect_fixup",
+            _MPROTECT_C + "mprotect_fixup",
         )
 
 
@@ -117,7 +117,7 @@ def mprotect_fixup(vma: Vma, prev: Vma | None, start: int, end: int, newflags: i
         newflags &= ~VM_ACCOUNT
     _check_h9(vma, start, end, newflags)
     vma = vma_modify(vma, prev, start, end, newflags, vma.vm_userfaultfd_ctx)
-    vma_start_write(vma, _P + "mprotect_fixup")
+    vma_start_write(vma, _MPROTECT_C + "mprotect_fixup")
     vm_flags_reset(vma, newflags)
     change_protection(vma, start, end)
     if oldflags & (VM_WRITE | VM_SHARED | VM_LOCKED) == VM_LOCKED and newflags & VM_WRITE:

@@ -79,7 +79,7 @@ if TYPE_CHECKING:
 
 __all__ = ["do_mremap"]
 
-_R = "mm/mremap.c:"
+_MREMAP_C = "mm/mremap.c:"
 ULONG_MAX = (1 << 64) - 1
 
 
@@ -415,7 +415,7 @@ def move_vma(vrm: VmaRemapStruct) -> int:
     bytes); returns ``new_addr``. A ``->mremap`` veto is returned after the new range has been
     unmapped again (the old mapping is intact)."""
     prep_move_vma(vrm)
-    vma_start_write(_vrm_vma(vrm), _R + "move_vma")
+    vma_start_write(_vrm_vma(vrm), _MREMAP_C + "move_vma")
     new_addr = vrm.new_addr
     new_vma, err = copy_vma_and_data(vrm)
     if err is None and vrm.flags & MREMAP_DONTUNMAP:

@@ -65,7 +65,7 @@ __all__ = [
     "vma_modify",
 ]
 
-_V = "mm/vma.c:"
+_VMA_C = "mm/vma.c:"
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ def unlink_file_vma(vma: Vma) -> None:
 
 def vma_link(mm: MmStruct, vma: Vma) -> None:
     """``vma_link``: insert a new VMA into the tree and ``i_mmap``, write-locked, attached."""
-    vma_start_write(vma, _V + "vma_link")
+    vma_start_write(vma, _VMA_C + "vma_link")
     mm.mm_mt.store(vma.vm_start, vma.vm_end, vma)
     vma.detached = False
     vma.in_setup = False
@@ -277,7 +277,7 @@ def __split_vma(vma: Vma, addr: int, new_below: bool) -> Vma:
     """
     mm = vma.vm_mm
     k = mm.kernel
-    where = _V + "__split_vma"
+    where = _VMA_C + "__split_vma"
     if not vma.vm_start < addr < vma.vm_end:
         k.report(
             SplatKind.WARNING,
@@ -484,22 +484,22 @@ def commit_merge(
 def vma_expand(vmg: VmaMergeStruct) -> None:
     """``vma_expand``: grow ``vmg.vma`` to ``[vmg.start, vmg.end)``, deleting ``vmg.next`` if
     the new end reaches its end."""
-    mmap_assert_write_locked(vmg.mm, _V + "vma_expand")
+    mmap_assert_write_locked(vmg.mm, _VMA_C + "vma_expand")
     vma = vmg.vma
     assert vma is not None
     nxt = vmg.next
-    vma_start_write(vma, _V + "vma_expand")
+    vma_start_write(vma, _VMA_C + "vma_expand")
     remove_next = nxt is not None and nxt is not vma and vmg.end == nxt.vm_end
     if remove_next:
         assert nxt is not None
-        vma_start_write(nxt, _V + "vma_expand")
+        vma_start_write(nxt, _VMA_C + "vma_expand")
         dup_anon_vma(vma, nxt)
     commit_merge(vmg, None, nxt if remove_next else None, None, 0)
 
 
 def vma_merge_new_range(vmg: VmaMergeStruct) -> Vma | None:
     """``vma_merge_new_range``: merge a new range ``[start, end)`` into its neighbours."""
-    mmap_assert_write_locked(vmg.mm, _V + "vma_merge_new_range")
+    mmap_assert_write_locked(vmg.mm, _VMA_C + "vma_merge_new_range")
     prev, nxt = vmg.prev, vmg.next
     start, end, pgoff = vmg.start, vmg.end, vmg.pgoff
     pglen = (end - start) >> PAGE_SHIFT
@@ -529,7 +529,7 @@ def vma_merge_new_range(vmg: VmaMergeStruct) -> Vma | None:
 def vma_merge_existing_range(vmg: VmaMergeStruct) -> Vma | None:
     """``vma_merge_existing_range``: after a change to part of ``vmg.vma``, merge that part
     with a neighbour that now matches (mprotect, uffd registration)."""
-    mmap_assert_write_locked(vmg.mm, _V + "vma_merge_existing_range")
+    mmap_assert_write_locked(vmg.mm, _VMA_C + "vma_merge_existing_range")
     vma = vmg.vma
     assert vma is not None
     prev = vmg.prev
@@ -555,11 +555,11 @@ def vma_merge_existing_range(vmg: VmaMergeStruct) -> Vma | None:
     delete_next = merge_both
     if delete_next and nxt is not None and not can_merge_remove_vma(nxt):
         delete_next = merge_right = merge_both = False
-    vma_start_write(vma, _V + "vma_merge_existing_range")
+    vma_start_write(vma, _VMA_C + "vma_merge_existing_range")
     if merge_left and prev is not None:
-        vma_start_write(prev, _V + "vma_merge_existing_range")
+        vma_start_write(prev, _VMA_C + "vma_merge_existing_range")
     if merge_right and nxt is not None:
-        vma_start_write(nxt, _V + "vma_merge_existing_range")
+        vma_start_write(nxt, _VMA_C + "vma_merge_existing_range")
     adjust: Vma | None = None
     adj_start = 0
     if merge_both:
@@ -663,7 +663,7 @@ def _free_vma(vma: Vma) -> None:
 
 def remove_vma(vma: Vma, closed: bool = False) -> None:
     """``remove_vma``: ``->close`` (unless already closed), ``fput``, free. May sleep."""
-    might_sleep(vma.vm_mm.kernel, _V + "remove_vma")
+    might_sleep(vma.vm_mm.kernel, _VMA_C + "remove_vma")
     if not closed:
         call_vm_close(vma)
     if vma.vm_file is not None:
@@ -711,7 +711,7 @@ def vms_gather_munmap_vmas(vms: MunmapState, vma: Vma) -> None:
                 raise KernelError(errno.EPERM, f"{nxt!r} is sealed")
             if nxt.vm_end > vms.end:
                 __split_vma(nxt, vms.end, new_below=False)
-            vma_start_write(nxt, _V + "vms_gather_munmap_vmas")
+            vma_start_write(nxt, _VMA_C + "vms_gather_munmap_vmas")
             nxt.detached = True
             vms.detached.append(nxt)
     except KernelError:
