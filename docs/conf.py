@@ -8,8 +8,6 @@ docstrings (Google style, read by napoleon). References to ``safemm`` names are 
 
 from __future__ import annotations
 
-import ast
-import functools
 import importlib
 import re
 import sys
@@ -29,6 +27,8 @@ sys.path.insert(0, str(ROOT / "docs"))  # the cli_page extension
 sys.path.insert(0, str(ROOT))  # examples (the tutorial page)
 
 from importlib.metadata import version as _version  # noqa: E402
+
+from api_names import imports_of  # noqa: E402
 
 project = "safemm"
 author = "the safemm authors"
@@ -53,7 +53,7 @@ myst_enable_extensions = ["colon_fence"]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
-autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_default_options = {"members": True, "undoc-members": True, "show-inheritance": True}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 # A class's "Attributes:" section lists its fields; the members themselves are documented by
@@ -67,28 +67,42 @@ nitpicky = True
 nitpick_ignore_regex = [(r"py:.*", r"(?!safemm\b).*")]
 
 
-def _reexported_attr_doc(
-    app: Sphinx, what: str, name: str, obj: object, options: object, lines: list[str]
-) -> None:
-    """A constant re-exported by a public module takes the ``#:`` comment of its definition.
-
-    autodoc reads ``#:`` comments only in the module it documents; ``safemm.PAGE_SIZE`` is
-    imported there from :mod:`safemm.model.mman`, where its comment is.
-    """
-    if what != "data" or lines:
-        return
-    module, _, attr = name.rpartition(".")
+def _source_doc(module: str, attr: str) -> list[str] | None:
+    """The ``#:`` comment (or string after the assignment) of ``module.attr``, following
+    re-exports to the module that assigns it."""
     seen: set[tuple[str, str]] = set()
     while (module, attr) not in seen:
         seen.add((module, attr))
-        source = _imports_of(module).get(attr)
-        if source is None:
-            return
-        module, _, attr = source.rpartition(".")
         doc = ModuleAnalyzer.for_module(module).find_attr_docs().get(("", attr))
         if doc:
-            lines.extend(line.rstrip("\n") for line in doc)
-            return
+            return list(doc)
+        source = imports_of(module).get(attr)
+        if source is None:
+            return None
+        module, attr = source.module, source.name
+    return None
+
+
+def _document_reexported_constants(app: Sphinx) -> None:
+    """Give each public module's re-exported constants the comment of their definition.
+
+    autodoc documents a module's constant only when the module's source has its ``#:``
+    comment; ``safemm.PAGE_SIZE`` is imported there from :mod:`safemm.model.mman`, where its
+    comment is. The module's (cached) source analysis is given that comment, as if the
+    constant had been assigned there.
+    """
+    for module in _PUBLIC_MODULES:
+        analyzer = ModuleAnalyzer.for_module(module)
+        docs = analyzer.find_attr_docs()
+        explicit = [name for name, source in imports_of(module).items() if source.explicit]
+        names: list[str] = getattr(importlib.import_module(module), "__all__", explicit)
+        for name in names:
+            if ("", name) in docs or callable(getattr(importlib.import_module(module), name)):
+                continue
+            doc = _source_doc(module, name)
+            if doc is not None:
+                docs["", name] = doc
+                analyzer.tagorder.setdefault(name, len(analyzer.tagorder))
 
 
 def _public_target(
@@ -142,25 +156,6 @@ def _public_target(
     return None
 
 
-@functools.cache
-def _imports_of(module: str) -> dict[str, str]:
-    """``name -> "module.name"`` for every ``from ... import`` of ``module``, including those
-    under ``if TYPE_CHECKING:``."""
-    mod = importlib.import_module(module)
-    path = Path(mod.__file__ or "")
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found: dict[str, str] = {}
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module is not None:
-            base = package
-            for _ in range(node.level - 1):
-                base = base.rpartition(".")[0]
-            source = f"{base}.{node.module}" if node.level else node.module
-            for alias in node.names:
-                found[alias.asname or alias.name] = f"{source}.{alias.name}"
-    return found
-
-
 class QualifyAnnotations(SphinxPostTransform):
     """Qualify a bare name in a signature by the imports of the module that wrote it.
 
@@ -194,7 +189,8 @@ class QualifyAnnotations(SphinxPostTransform):
                     defining = getattr(owner, "__module__", defining)
             if not isinstance(defining, str) or not defining.startswith("safemm"):
                 continue
-            qualified = _imports_of(defining).get(target)
+            imported = imports_of(defining).get(target)
+            qualified = None if imported is None else f"{imported.module}.{imported.name}"
             if qualified is None and hasattr(importlib.import_module(defining), target):
                 qualified = f"{defining}.{target}"
             if qualified is not None and qualified.startswith("safemm."):
@@ -214,6 +210,6 @@ _PUBLIC_MODULES = sorted(
 
 
 def setup(app: Sphinx) -> None:
-    app.connect("autodoc-process-docstring", _reexported_attr_doc)
+    app.connect("builder-inited", _document_reexported_constants)
     app.connect("missing-reference", _public_target)
     app.add_post_transform(QualifyAnnotations)

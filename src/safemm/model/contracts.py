@@ -38,6 +38,8 @@ def _c(
 
 
 #: Every contract the model checks, by id (the id a splat names and ``expect_splat`` takes).
+#:
+#: :meta hide-value:
 CONTRACTS: dict[str, Contract] = dict(
     [
         _c(
