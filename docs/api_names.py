@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import NamedTuple
@@ -41,3 +42,16 @@ def imports_of(module: str) -> dict[str, Imported]:
                 local = alias.asname or alias.name
                 found.setdefault(local, Imported(source, alias.name, alias.asname == alias.name))
     return found
+
+
+def reexport_chain(module: str, name: str) -> Iterator[tuple[str, str]]:
+    """``(module, name)``, then each ``(module, name)`` it was imported from, in turn, up to
+    the module that assigns it."""
+    seen: set[tuple[str, str]] = set()
+    while (module, name) not in seen:
+        seen.add((module, name))
+        yield module, name
+        source = imports_of(module).get(name)
+        if source is None:
+            return
+        module, name = source.module, source.name

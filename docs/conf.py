@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))  # examples (the tutorial page)
 
 from importlib.metadata import version as _version  # noqa: E402
 
-from api_names import imports_of  # noqa: E402
+from api_names import imports_of, reexport_chain  # noqa: E402
 
 project = "safemm"
 author = "the safemm authors"
@@ -70,16 +70,10 @@ nitpick_ignore_regex = [(r"py:.*", r"(?!safemm\b).*")]
 def _source_doc(module: str, attr: str) -> list[str] | None:
     """The ``#:`` comment (or string after the assignment) of ``module.attr``, following
     re-exports to the module that assigns it."""
-    seen: set[tuple[str, str]] = set()
-    while (module, attr) not in seen:
-        seen.add((module, attr))
-        doc = ModuleAnalyzer.for_module(module).find_attr_docs().get(("", attr))
+    for source, name in reexport_chain(module, attr):
+        doc = ModuleAnalyzer.for_module(source).find_attr_docs().get(("", name))
         if doc:
             return list(doc)
-        source = imports_of(module).get(attr)
-        if source is None:
-            return None
-        module, attr = source.module, source.name
     return None
 
 

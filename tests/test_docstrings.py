@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FunctionType, ModuleType
 
 import pytest
-from docs.api_names import imports_of
+from docs.api_names import imports_of, reexport_chain
 
 #: The modules the API reference documents.
 PUBLIC_MODULES = [
@@ -91,16 +91,7 @@ def _attribute_docs(name: str) -> frozenset[str]:
 
 def constant_documented(module: str, attr: str) -> bool:
     """Whether a constant has its doc comment where it is defined (re-exports followed)."""
-    seen: set[tuple[str, str]] = set()
-    while (module, attr) not in seen:
-        seen.add((module, attr))
-        if attr in _attribute_docs(module):
-            return True
-        source = imports_of(module).get(attr)
-        if source is None:
-            return False
-        module, attr = source.module, source.name
-    return False
+    return any(name in _attribute_docs(source) for source, name in reexport_chain(module, attr))
 
 
 def _has_own_class_doc(cls: type) -> bool:
