@@ -6,6 +6,8 @@ time and reports violations as kernel-style splats; the safe layer (:mod:`safemm
 code is written against, so that ``mypy --strict`` rejects illegal calls before they run.
 """
 
+from importlib.metadata import version as _version
+
 from .model.errors import BusError as BusError
 from .model.errors import Deadlock as Deadlock
 from .model.errors import InvariantError as InvariantError
@@ -42,7 +44,8 @@ from .model.process import O_WRONLY as O_WRONLY
 from .model.process import Process as Process
 from .model.vm_flags import VmFlags as VmFlags
 
-__version__ = "0.1.0"
+#: The installed version, read from the package metadata (set once, in pyproject.toml).
+__version__: str = _version("safemm")
 
 __all__ = [
     "MADV_DOFORK",

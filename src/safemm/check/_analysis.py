@@ -37,6 +37,7 @@ class Error:
     code: str
 
     def render(self) -> str:
+        """``path:line:col: error: message  [code]``, with a 1-based column, as mypy prints."""
         return f"{self.path}:{self.line}:{self.col + 1}: error: {self.message}  [{self.code}]"
 
 

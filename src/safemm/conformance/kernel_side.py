@@ -89,6 +89,7 @@ CFLAGS: Final = ("-O2", "-Wall", "-Wextra", "-Wl,-z,now")
 MIN_MAX_MAP_COUNT: Final = 1024
 """Below this, ``vm.max_map_count`` could be reached by the helper's own VMAs."""
 
+#: What the suite assumes of the machine it compares against, one sentence each.
 ASSUMPTIONS: Final = (
     "Linux >= 4.17 (MAP_FIXED_NOREPLACE), 64-bit, asm-generic mmap constants, 4 KiB pages.",
     "vm.max_map_count is far above the ~60 VMAs the helper has (checked: >= 1024), so no "

@@ -11,7 +11,7 @@ relative to that base. ``KernelError`` becomes ``-errno``,
 exception is recorded as an ``exception`` outcome (which never matches the
 kernel). ``Process.maps()`` is parsed by the same reader as the kernel's maps,
 so it uses the kernel's columns: see :mod:`safemm.conformance.layout`. The
-operations carry Linux's PROT_/MAP_/MREMAP_ numbers, which are the model's
+operations carry Linux's ``PROT_``/``MAP_``/``MREMAP_`` numbers, which are the model's
 (``tests/conformance/test_model_side.py`` checks that they agree).
 """
 

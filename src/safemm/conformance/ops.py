@@ -134,31 +134,52 @@ WINDOW_FIRST_PAGE: Final = -GUARD_PAGES
 WINDOW_END_PAGE: Final = REGION_PAGES + GUARD_PAGES
 """One past the last page of the window, relative to the region."""
 
+#: ``mmap``/``mprotect`` protection: no access.
 PROT_NONE: Final = 0x0
+#: ``mmap``/``mprotect`` protection: the pages may be read.
 PROT_READ: Final = 0x1
+#: ``mmap``/``mprotect`` protection: the pages may be written.
 PROT_WRITE: Final = 0x2
+#: ``mmap``/``mprotect`` protection: the pages may be executed.
 PROT_EXEC: Final = 0x4
+#: ``mprotect``: extend the change down to the start of a grows-down mapping.
 PROT_GROWSDOWN: Final = 0x01000000
+#: ``mprotect``: extend the change up to the end of a grows-up mapping.
 PROT_GROWSUP: Final = 0x02000000
 
+#: ``mmap``: share the mapping; stores reach the file or device and other mappers.
 MAP_SHARED: Final = 0x01
+#: ``mmap``: a private copy-on-write mapping.
 MAP_PRIVATE: Final = 0x02
+#: ``mmap``: MAP_SHARED that refuses flags it does not know (EOPNOTSUPP).
 MAP_SHARED_VALIDATE: Final = 0x03
+#: ``mmap``: map exactly at ``addr``, replacing whatever is mapped there.
 MAP_FIXED: Final = 0x10
+#: ``mmap``: memory backed by no file, zero-filled.
 MAP_ANONYMOUS: Final = 0x20
+#: ``mmap``: map exactly at ``addr``, or fail with EEXIST if anything is mapped there.
 MAP_FIXED_NOREPLACE: Final = 0x100000
 _MAP_TYPE: Final = 0x0F
 
+#: ``mremap``: the mapping may move to a new address if it cannot grow in place.
 MREMAP_MAYMOVE: Final = 1
+#: ``mremap``: move to ``new_addr``, replacing what is there (needs MREMAP_MAYMOVE).
 MREMAP_FIXED: Final = 2
+#: ``mremap``: move the pages but leave the old range mapped, empty.
 MREMAP_DONTUNMAP: Final = 4
 
+#: ``mmap``: lock the pages in memory, like ``mlock`` (VM_LOCKED).
 MAP_LOCKED: Final = 0x2000
 
+#: ``madvise``: drop the range's pages; the next access faults them in anew.
 MADV_DONTNEED: Final = 4
+#: ``madvise``: a child of ``fork`` does not get the range (VM_DONTCOPY).
 MADV_DONTFORK: Final = 10
+#: ``madvise``: undo MADV_DONTFORK.
 MADV_DOFORK: Final = 11
+#: ``madvise``: a child of ``fork`` sees the range zero-filled (VM_WIPEONFORK).
 MADV_WIPEONFORK: Final = 18
+#: ``madvise``: undo MADV_WIPEONFORK.
 MADV_KEEPONFORK: Final = 19
 MADVICE: Final = (MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK, MADV_KEEPONFORK)
 """The advice the suite runs (``executor.c`` refuses other valid advice)."""
@@ -166,7 +187,7 @@ BAD_MADVICE: Final = (999, 0x7FFFFFFF, -1)
 """Advice values no Linux accepts (EINVAL)."""
 
 MEMFD: Final = 1000
-"""The descriptor of the suite's memfd on both sides (the helper ``dup2``s it there)."""
+"""The descriptor of the suite's memfd on both sides (the helper moves it there with ``dup2``)."""
 MEMFD_NAME: Final = "safemm"
 """Its name: ``/proc/PID/maps`` shows ``/memfd:safemm (deleted)``."""
 FILE_EOF: Final = 0x100

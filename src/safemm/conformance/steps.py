@@ -32,6 +32,8 @@ __all__ = [
     "run_sequence",
 ]
 
+#: How a step ended: it returned, failed with an errno, raised a signal, was skipped, or
+#: raised another exception.
 OutcomeKind: TypeAlias = Literal["ok", "errno", "signal", "skipped", "exception"]
 
 

@@ -208,6 +208,10 @@ def _make_rule(kind: str) -> Callable[[DriverMachine, st.DataObject], None]:
 
     step.__name__ = kind
     step.__qualname__ = f"DriverMachine.{kind}"
+    step.__doc__ = (
+        f"The ``{kind}`` rule: draw one ``{kind}`` operation from ``data`` and run it "
+        "(:meth:`DriverMachine.step`)."
+    )
     return step
 
 

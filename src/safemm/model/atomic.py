@@ -10,9 +10,9 @@ that leave and re-enter an atomic context (``LruWalk.unlock`` / ``relock``).
 Two checks read the same marks, so they cannot drift apart:
 
 - at run time, :func:`safemm.model.sched.might_sleep` names the marked call (and its fix) in
-  its "sleeping function called from invalid context" report (:func:`sleeping_call`), and a
+  its "sleeping function called from invalid context" report (``sleeping_call``), and a
   test audits that every run-time ``might_sleep`` reached from driver code passes through a
-  marked call (:data:`audit`);
+  marked call (``audit``);
 - statically, ``safemm check`` (:mod:`safemm.check`) reads the registries below for the safe
   layer, and the same decorators in the source of the user's own code.
 

@@ -37,6 +37,9 @@ def _c(
     return id, Contract(id, summary, source, fix, kernel_checks)
 
 
+#: Every contract the model checks, by id (the id a splat names and ``expect_splat`` takes).
+#:
+#: :meta hide-value:
 CONTRACTS: dict[str, Contract] = dict(
     [
         _c(

@@ -46,11 +46,15 @@ __all__ = [
     "TASK_SIZE",
 ]
 
+#: log2 of the page size (4 KiB pages).
 PAGE_SHIFT = 12
+#: Size of a page in bytes (4096 on x86-64).
 PAGE_SIZE = 1 << PAGE_SHIFT
+#: Clears the offset within a page: ``addr & PAGE_MASK`` is the page's start.
 PAGE_MASK = ~(PAGE_SIZE - 1)
-#: Huge page size (PMD level) for hugetlb mappings.
+#: log2 of the huge page size (PMD level: 2 MiB) for hugetlb mappings.
 HPAGE_SHIFT = 21
+#: Huge page size (PMD level: 2 MiB) for hugetlb mappings.
 HPAGE_SIZE = 1 << HPAGE_SHIFT
 #: Top of the user address space with 4-level paging (TASK_SIZE_MAX on x86-64).
 TASK_SIZE = (1 << 47) - PAGE_SIZE
@@ -59,32 +63,47 @@ MMAP_MIN_ADDR = 0x10000
 #: Default ``vm.max_map_count`` (include/linux/mm.h DEFAULT_MAX_MAP_COUNT = USHRT_MAX - 5).
 DEFAULT_MAX_MAP_COUNT = 65530
 
+#: ``mmap``/``mprotect`` protection: no access.
 PROT_NONE = 0x0
+#: ``mmap``/``mprotect`` protection: the pages may be read.
 PROT_READ = 0x1
+#: ``mmap``/``mprotect`` protection: the pages may be written.
 PROT_WRITE = 0x2
+#: ``mmap``/``mprotect`` protection: the pages may be executed.
 PROT_EXEC = 0x4
 PROT_SEM = 0x8
 PROT_GROWSDOWN = 0x01000000
 PROT_GROWSUP = 0x02000000
 
+#: ``mmap``: share the mapping; stores reach the file or device and other mappers.
 MAP_SHARED = 0x01
+#: ``mmap``: a private copy-on-write mapping.
 MAP_PRIVATE = 0x02
+#: ``mmap``: MAP_SHARED that refuses flags it does not know (EOPNOTSUPP).
 MAP_SHARED_VALIDATE = 0x03
 MAP_DROPPABLE = 0x08
 MAP_TYPE = 0x0F
+#: ``mmap``: map exactly at ``addr``, replacing whatever is mapped there.
 MAP_FIXED = 0x10
+#: ``mmap``: memory backed by no file, zero-filled.
 MAP_ANONYMOUS = 0x20
 MAP_32BIT = 0x40
 MAP_GROWSDOWN = 0x0100
 MAP_DENYWRITE = 0x0800
 MAP_EXECUTABLE = 0x1000
+#: ``mmap``: lock the pages in memory, like ``mlock`` (VM_LOCKED).
 MAP_LOCKED = 0x2000
+#: ``mmap``: do not reserve swap (commit charge) for the mapping.
 MAP_NORESERVE = 0x4000
+#: ``mmap``: prefault the page tables.
 MAP_POPULATE = 0x8000
+#: ``mmap``: with MAP_POPULATE, no prefaulting (MAP_POPULATE then does nothing).
 MAP_NONBLOCK = 0x10000
 MAP_STACK = 0x20000
+#: ``mmap``: back the mapping with huge pages (hugetlbfs).
 MAP_HUGETLB = 0x40000
 MAP_SYNC = 0x80000
+#: ``mmap``: map exactly at ``addr``, or fail with EEXIST if anything is mapped there.
 MAP_FIXED_NOREPLACE = 0x100000
 MAP_UNINITIALIZED = 0x4000000
 #: hugetlb page-size encoding field (MAP_HUGE_SHIFT = 26, 6 bits).
@@ -111,27 +130,40 @@ LEGACY_MAP_MASK = (
     | (MAP_HUGE_MASK << MAP_HUGE_SHIFT)
 )
 
+#: ``mremap``: the mapping may move to a new address if it cannot grow in place.
 MREMAP_MAYMOVE = 1
+#: ``mremap``: move to ``new_addr``, replacing what is there (needs MREMAP_MAYMOVE).
 MREMAP_FIXED = 2
+#: ``mremap``: move the pages but leave the old range mapped, empty.
 MREMAP_DONTUNMAP = 4
 
-#: ``madvise`` advice (include/uapi/asm-generic/mman-common.h).
+#: ``madvise``: no special treatment (include/uapi/asm-generic/mman-common.h).
 MADV_NORMAL = 0
+#: ``madvise``: expect random access (no readahead).
 MADV_RANDOM = 1
+#: ``madvise``: expect sequential access (aggressive readahead).
 MADV_SEQUENTIAL = 2
+#: ``madvise``: the range will be needed soon (readahead).
 MADV_WILLNEED = 3
+#: ``madvise``: drop the range's pages; the next access faults them in anew.
 MADV_DONTNEED = 4
 MADV_FREE = 8
 MADV_REMOVE = 9
+#: ``madvise``: a child of ``fork`` does not get the range (VM_DONTCOPY).
 MADV_DONTFORK = 10
+#: ``madvise``: undo MADV_DONTFORK.
 MADV_DOFORK = 11
 MADV_MERGEABLE = 12
 MADV_UNMERGEABLE = 13
 MADV_HUGEPAGE = 14
 MADV_NOHUGEPAGE = 15
+#: ``madvise``: leave the range out of core dumps (VM_DONTDUMP).
 MADV_DONTDUMP = 16
+#: ``madvise``: undo MADV_DONTDUMP.
 MADV_DODUMP = 17
+#: ``madvise``: a child of ``fork`` sees the range zero-filled (VM_WIPEONFORK).
 MADV_WIPEONFORK = 18
+#: ``madvise``: undo MADV_WIPEONFORK.
 MADV_KEEPONFORK = 19
 MADV_COLD = 20
 MADV_PAGEOUT = 21
@@ -144,7 +176,7 @@ MADV_GUARD_REMOVE = 103
 MADV_HWPOISON = 100
 MADV_SOFT_OFFLINE = 101
 
-#: ``mlock2`` flags (include/uapi/asm-generic/mman-common.h).
+#: ``mlock2`` flag: lock pages as they are faulted in (include/uapi/asm-generic/mman-common.h).
 MLOCK_ONFAULT = 0x01
 
 

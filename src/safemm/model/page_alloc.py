@@ -57,8 +57,11 @@ class Gfp(enum.IntFlag):
     HIGH = 0x80
 
 
+#: The usual allocation from process context: may sleep, reclaim, do I/O and enter filesystems.
 GFP_KERNEL = Gfp.DIRECT_RECLAIM | Gfp.KSWAPD_RECLAIM | Gfp.IO | Gfp.FS
+#: Never sleeps and takes no reserves: fails rather than reclaiming directly.
 GFP_NOWAIT = Gfp.KSWAPD_RECLAIM
+#: Never sleeps (atomic context) and may use the emergency reserves.
 GFP_ATOMIC = Gfp.HIGH | Gfp.KSWAPD_RECLAIM
 GFP_NOFS = Gfp.DIRECT_RECLAIM | Gfp.KSWAPD_RECLAIM | Gfp.IO
 GFP_HIGHUSER = GFP_KERNEL | Gfp.HIGHMEM

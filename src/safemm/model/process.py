@@ -61,8 +61,11 @@ if TYPE_CHECKING:
 
 __all__ = ["O_RDONLY", "O_RDWR", "O_WRONLY", "FilesStruct", "Process"]
 
+#: ``open`` flag: read only.
 O_RDONLY = 0
+#: ``open`` flag: write only.
 O_WRONLY = 1
+#: ``open`` flag: read and write.
 O_RDWR = 2
 ULONG_MAX = (1 << 64) - 1
 #: The first file descriptor handed out (0-2 are stdin/stdout/stderr).

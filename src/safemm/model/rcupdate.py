@@ -36,7 +36,7 @@ T = TypeVar("T")
 class RcuObject(Generic[T]):
     """A slab object published under RCU (a ``struct`` with an ``rcu_head``).
 
-    Invariant: ``freed`` becomes True once, when the grace period after :func:`kfree_rcu`
+    Invariant: ``freed`` becomes True once, when the grace period after ``kfree_rcu()``
     ends; ``value`` is its contents, readable (with a KASAN report after the free) through
     :meth:`get`.
     """
@@ -76,7 +76,7 @@ class RcuObject(Generic[T]):
 
 class RcuPointer(Generic[T]):
     """An ``__rcu`` pointer: readers ``rcu_dereference`` it, updaters ``rcu_assign_pointer``
-    a new object and free the old one with :func:`kfree_rcu`.
+    a new object and free the old one with ``kfree_rcu()``.
 
     Invariant: ``current`` is the published object, never freed while published.
     """
@@ -95,7 +95,7 @@ class RcuPointer(Generic[T]):
 
     def rcu_assign_pointer(self, value: T) -> RcuObject[T]:
         """``rcu_assign_pointer``: publish a new object; returns the old one, which readers
-        may still hold (free it with :func:`kfree_rcu`)."""
+        may still hold (free it with ``kfree_rcu()``)."""
         old = self.current
         self.current = RcuObject(self.kernel, self.name, value)
         return old

@@ -93,7 +93,7 @@ def might_sleep(kernel: Kernel, where: str, *, switch: bool = True) -> None:
     Mirrors kernel/sched/core.c ``__might_resched``: prints "BUG: sleeping function called
     from invalid context" when preempt_count, the RCU nest depth or disabled interrupts say the
     caller cannot sleep, naming the marked safe-layer call on the stack
-    (:func:`safemm.model.atomic.sleeping_call`) and its fix. Like the kernel
+    (``safemm.model.atomic.sleeping_call``) and its fix. Like the kernel
     (CONFIG_DEBUG_ATOMIC_SLEEP) it only reports; the report raises :class:`KernelWarning` when
     ``panic_on_warn`` is on.
     """
@@ -152,7 +152,7 @@ def msleep(kernel: Kernel, msecs: int, where: str = "kernel/time/sleep_timeout.c
 
     ``might_sleep()`` first (the DEBUG_ATOMIC_SLEEP report), then a real ``schedule()`` —
     which, in atomic context and without ``panic_on_warn``, prints "scheduling while atomic",
-    resets the preempt count and lets an RCU grace period end (see :func:`schedule`). The
+    resets the preempt count and lets an RCU grace period end (see ``schedule()``). The
     model has no clock: the time itself passes instantly.
     """
     if msecs < 0:
@@ -167,7 +167,7 @@ class Rcu:
     Mirrors the semantics (not the implementation) of kernel/rcu/tree.c: a grace period ends
     only when no task is inside a read-side critical section, explicit (``rcu_read_lock``) or
     implied by disabled preemption (a held spinlock). Grace periods are driven at quiescent
-    points: a context switch (:func:`schedule`, and every switch between tasks inside
+    points: a context switch (``schedule()``, and every switch between tasks inside
     ``Kernel.concurrently``), ``synchronize_rcu`` and the return to user space.
 
     Simplification: a grace period waits until no task at all is a reader, not only the
