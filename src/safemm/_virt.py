@@ -10,7 +10,6 @@ from typing_extensions import override
 from . import _mm
 from ._page import Page
 from ._scope import _TOKEN, SafeObject, Scope, _Token, check_token, install_missing, stale
-from .model import vma as _vmamod
 from .model.atomic import may_sleep
 from .model.errors import KernelError, StaleReferenceError
 from .model.memory import vm_insert_page as _vm_insert_page
@@ -31,6 +30,8 @@ from .model.vm_flags import (
     VM_WRITE,
     VmFlags,
 )
+from .model.vm_flags_update import vm_flags_clear as _vm_flags_clear
+from .model.vm_flags_update import vm_flags_set as _vm_flags_set
 
 if TYPE_CHECKING:
     from ._fs import VmOperations
@@ -239,29 +240,29 @@ class VmAreaMut(VmAreaRef):
             raise KernelError(_errno.EINVAL, f"set_mixedmap: {v!r} is VM_PFNMAP")
         if v.vm_userfaultfd_ctx is not None:
             raise KernelError(_errno.EINVAL, f"set_mixedmap: {v!r} has a userfaultfd context")
-        _vmamod.vm_flags_set(self._live(), VM_MIXEDMAP)
+        _vm_flags_set(self._live(), VM_MIXEDMAP)
         return make_ref(VmAreaMixedMapRef, v, self._scope)
 
     def set_dontcopy(self) -> None:
         """Set VM_DONTCOPY: fork does not copy this VMA."""
-        _vmamod.vm_flags_set(self._live(), VM_DONTCOPY)
+        _vm_flags_set(self._live(), VM_DONTCOPY)
 
     def set_dontdump(self) -> None:
         """Set VM_DONTDUMP: excluded from core dumps."""
-        _vmamod.vm_flags_set(self._live(), VM_DONTDUMP)
+        _vm_flags_set(self._live(), VM_DONTDUMP)
 
     def try_clear_maywrite(self) -> None:
         """Clear VM_MAYWRITE (irreversibly): later mprotect(PROT_WRITE) fails with EACCES.
         EINVAL if VM_WRITE is set."""
         if self._live().vm_flags & VM_WRITE:
             raise KernelError(_errno.EINVAL, "try_clear_maywrite: VM_WRITE is set")
-        _vmamod.vm_flags_clear(self._live(), VM_MAYWRITE)
+        _vm_flags_clear(self._live(), VM_MAYWRITE)
 
     def try_clear_mayexec(self) -> None:
         """Clear VM_MAYEXEC (irreversibly). EINVAL if VM_EXEC is set."""
         if self._live().vm_flags & VM_EXEC:
             raise KernelError(_errno.EINVAL, "try_clear_mayexec: VM_EXEC is set")
-        _vmamod.vm_flags_clear(self._live(), VM_MAYEXEC)
+        _vm_flags_clear(self._live(), VM_MAYEXEC)
 
 
 @final
@@ -277,17 +278,17 @@ class VmAreaNew(VmAreaMut):
 
     def set_io(self) -> None:
         """Set VM_IO."""
-        _vmamod.vm_flags_set(self._live(), VM_IO)
+        _vm_flags_set(self._live(), VM_IO)
 
     def set_dontexpand(self) -> None:
         """Set VM_DONTEXPAND: mremap may not grow this VMA."""
-        _vmamod.vm_flags_set(self._live(), VM_DONTEXPAND)
+        _vm_flags_set(self._live(), VM_DONTEXPAND)
 
     def try_clear_mayread(self) -> None:
         """Clear VM_MAYREAD (irreversibly). EINVAL if VM_READ is set."""
         if self._live().vm_flags & VM_READ:
             raise KernelError(_errno.EINVAL, "try_clear_mayread: VM_READ is set")
-        _vmamod.vm_flags_clear(self._live(), VM_MAYREAD)
+        _vm_flags_clear(self._live(), VM_MAYREAD)
 
     @property
     def readable(self) -> bool:

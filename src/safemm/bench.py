@@ -479,7 +479,11 @@ def _register_mixedmap_device(kernel: Kernel, path: str, owner: object) -> None:
     """A device whose ``->mmap`` sets VM_MIXEDMAP; all its opens share one address space."""
     from .model.fs import File, FileOperationsStruct
     from .model.vm_flags import VM_MIXEDMAP
-    from .model.vma import vm_flags_set
+
+    try:
+        from .model.vm_flags_update import vm_flags_set
+    except ImportError:  # a tree from before vm_flags_update.py (``--against`` an old commit)
+        from .model.vma import vm_flags_set  # type: ignore[attr-defined, no-redef]
 
     def mmap(file: File, vma: Vma) -> None:
         vm_flags_set(vma, VM_MIXEDMAP)

@@ -42,7 +42,8 @@ from safemm.demo.drivers.abi import (
     SAFEBINDER_SEND,
     parse_recv,
 )
-from safemm.demo.drivers.common import Area, BinderVmOps, PageSlot
+from safemm.demo.drivers.alloc import Area, PageSlot
+from safemm.demo.drivers.device import BinderVmOps
 from safemm.demo.drivers.fault_unmap import FaultVmOps
 from safemm.explore import explore
 from safemm.fs import VmFault, VmFaultReason

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safemm.demo.drivers.common import RangeAllocator
+from safemm.demo.drivers.alloc import RangeAllocator
 
 
 def test_first_fit_and_merge() -> None:

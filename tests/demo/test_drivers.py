@@ -8,6 +8,7 @@ import gc
 from collections.abc import Iterator
 
 import pytest
+from typing_extensions import override
 
 from safemm import (
     MAP_PRIVATE,
@@ -33,6 +34,7 @@ from safemm.demo.drivers.abi import (
     SAFEBINDER_SEND,
     parse_recv,
 )
+from safemm.demo.drivers.alloc import Area, Buffer
 from safemm.demo.userspace import Harness
 
 ALL = list(STRATEGIES.values())
@@ -410,3 +412,20 @@ def test_fault_unmap_child_moving_its_copy_does_not_move_the_parent() -> None:
     drv = h.driver
     assert drv.stats.paths["mremap.other_process"] >= 1
     h.finish()
+
+
+def test_a_strategy_must_define_deliver_and_reclaim() -> None:
+    """``BinderDriver`` is an abstract base: a strategy that leaves out ``deliver`` or
+    ``reclaim`` cannot be instantiated; ``install_page``, ``check_target`` and
+    ``check_caller`` have defaults."""
+
+    class NoReclaim(BinderDriver):
+        strategy = "no-reclaim"
+
+        @override
+        def deliver(self, area: Area, buf: Buffer) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="reclaim"):
+        NoReclaim()  # type: ignore[abstract]
+    assert BinderDriver.__abstractmethods__ == frozenset({"deliver", "reclaim"})

@@ -41,7 +41,7 @@ from safemm import (
 from safemm.fs import AddressSpace, File, FileOperations, VmFault, VmFaultReason, VmOperations
 from safemm.mm import MmapReadGuard, MmWithUser, OwnedMm, OwnedMmWithUser, VmaReadGuard
 from safemm.model import memory as raw_mem
-from safemm.model import vma as raw_vma
+from safemm.model import vm_flags_update as raw_flags
 from safemm.model.fs import File as RawFile
 from safemm.model.fs import FileOperationsStruct
 from safemm.model.mm_types import VM_FAULT_SIGBUS, MmStruct, Vma, VmOperationsStruct
@@ -517,7 +517,7 @@ class RawMixedDriver:
         kernel.register_device(path, self.fops)
 
     def _mmap(self, file: RawFile, vma: Vma) -> None:
-        raw_vma.vm_flags_mod(vma, VM_MIXEDMAP, VM_MAYWRITE)
+        raw_flags.vm_flags_mod(vma, VM_MIXEDMAP, VM_MAYWRITE)
         vma.vm_ops = self.vm_ops
         vma.vm_private_data = self
 

@@ -18,7 +18,7 @@ import pytest
 
 from safemm.fs import File
 from safemm.model import mmap_lock as raw_lock
-from safemm.model import vma as raw_vma
+from safemm.model import vm_flags_update as raw_flags
 from safemm.model.vm_flags import VM_DONTCOPY, VM_DONTDUMP
 from safemm.testing import SplatKind, expect_splat
 from safemm.virt import VmAreaMut, VmFlags
@@ -32,7 +32,7 @@ def _under_read_lock(file: File[Buf]) -> object:
     try:
         vma = raw_lock.vma_lookup(mm, BASE)
         assert vma is not None
-        raw_vma.vm_flags_set(vma, VM_DONTDUMP)
+        raw_flags.vm_flags_set(vma, VM_DONTDUMP)
     finally:
         raw_lock.mmap_read_unlock(mm)
     return None
@@ -43,7 +43,7 @@ def _under_vma_lock(file: File[Buf]) -> object:
     vma = raw_lock.lock_vma_under_rcu(mm, BASE)
     assert vma is not None
     try:
-        raw_vma.vm_flags_set(vma, VM_DONTDUMP)
+        raw_flags.vm_flags_set(vma, VM_DONTDUMP)
     finally:
         raw_lock.vma_end_read(vma)
     return None
@@ -52,7 +52,7 @@ def _under_vma_lock(file: File[Buf]) -> object:
 def _no_lock(file: File[Buf]) -> object:
     vma = raw_mm(file).mm_mt.load(BASE)
     assert vma is not None
-    raw_vma.vm_flags_clear(vma, VM_DONTCOPY)
+    raw_flags.vm_flags_clear(vma, VM_DONTCOPY)
     return None
 
 
@@ -62,7 +62,7 @@ def _reset_without_vma_write_lock(file: File[Buf]) -> object:
     try:
         vma = raw_lock.vma_lookup(mm, BASE)
         assert vma is not None
-        raw_vma.vm_flags_reset(vma, vma.vm_flags | VM_DONTDUMP)  # no vma_start_write first
+        raw_flags.vm_flags_reset(vma, vma.vm_flags | VM_DONTDUMP)  # no vma_start_write first
     finally:
         raw_lock.mmap_write_unlock(mm)
     return None

@@ -48,7 +48,7 @@ from safemm.demo.drivers.abi import (
     SAFEBINDER_SEND,
     parse_recv,
 )
-from safemm.demo.drivers.common import Area
+from safemm.demo.drivers.alloc import Area
 from safemm.model.fs import File as RawFile
 from safemm.model.fs import FileOperationsStruct
 from safemm.model.mm_types import Vma, VmFault, VmOperationsStruct

@@ -26,7 +26,7 @@ from safemm import (
     KernelError,
 )
 from safemm.fs import File
-from safemm.model import vma as raw_vma
+from safemm.model import vm_flags_update as raw_flags
 from safemm.model.userfaultfd import vma_can_userfault
 from safemm.model.vm_flags import VM_MIXEDMAP, VM_UFFD_MISSING, VM_UFFD_WP
 from safemm.testing import SplatKind, expect_splat
@@ -86,7 +86,7 @@ def _raw_set_mixedmap(file: File[Buf]) -> object:
     with user_of(file) as user, user.mmap_write_lock():
         vma = raw_mm(file).mm_mt.load(ELSEWHERE)
         assert vma is not None
-        raw_vma.vm_flags_set(vma, VM_MIXEDMAP)
+        raw_flags.vm_flags_set(vma, VM_MIXEDMAP)
     return None
 
 

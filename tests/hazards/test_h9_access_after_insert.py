@@ -31,7 +31,7 @@ from safemm import (
 )
 from safemm.fs import File
 from safemm.model import memory as raw_mem
-from safemm.model import vma as raw_vma
+from safemm.model import vm_flags_update as raw_flags
 from safemm.model.fs import File as RawFile
 from safemm.model.fs import FileOperationsStruct
 from safemm.model.mm_types import Vma, VmFault, VmOperationsStruct
@@ -109,7 +109,7 @@ class RawMkwriteDriver:
         )
 
     def _mmap(self, file: RawFile, vma: Vma) -> None:
-        raw_vma.vm_flags_set(vma, VM_MIXEDMAP)
+        raw_flags.vm_flags_set(vma, VM_MIXEDMAP)
         vma.vm_ops = self.vm_ops
         raw_mem.vm_insert_page(vma, vma.vm_start, self.page)
 

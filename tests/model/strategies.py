@@ -61,7 +61,7 @@ from safemm.model.mmap_lock import (
 )
 from safemm.model.page_alloc import GFP_KERNEL
 from safemm.model.pgtable import Pte
-from safemm.model.vma import vm_flags_clear, vm_flags_set
+from safemm.model.vm_flags_update import vm_flags_clear, vm_flags_set
 
 __all__ = [
     "ANON",

@@ -54,7 +54,7 @@ from safemm.model.mman import (
 )
 from safemm.model.process import O_RDONLY, O_WRONLY
 from safemm.model.vm_flags import VM_DONTCOPY
-from safemm.model.vma import vm_flags_set
+from safemm.model.vm_flags_update import vm_flags_set
 
 from .strategies import (
     ANON,

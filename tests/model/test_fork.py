@@ -19,7 +19,7 @@ from safemm.model.vm_flags import (
     VM_UFFD_MISSING,
     VM_WIPEONFORK,
 )
-from safemm.model.vma import vm_flags_set
+from safemm.model.vm_flags_update import vm_flags_set
 
 from .strategies import (
     ANON,

@@ -53,7 +53,7 @@ from safemm.model.vm_flags import (
     VM_PFNMAP,
     VM_READ,
 )
-from safemm.model.vma import vm_flags_clear, vm_flags_mod, vm_flags_reset, vm_flags_set
+from safemm.model.vm_flags_update import vm_flags_clear, vm_flags_mod, vm_flags_reset, vm_flags_set
 from safemm.testing import SplatKind, expect_splat
 
 from .strategies import (

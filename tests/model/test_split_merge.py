@@ -170,7 +170,7 @@ def test_different_files_do_not_merge(k: Kernel, p: Process) -> None:
 
 def test_softdirty_is_ignored_by_merges(k: Kernel, p: Process) -> None:
     """``is_mergeable_vma``: flags are compared except VM_SOFTDIRTY."""
-    from safemm.model.vma import vm_flags_clear
+    from safemm.model.vm_flags_update import vm_flags_clear
 
     a = p.mmap(0x2000_0000, 2 * P, RW, ANON)
     with locked(p):

@@ -12,7 +12,7 @@ from safemm.model import Kernel, KernelError, Process
 from safemm.model.mman import HPAGE_SIZE, MAP_FIXED, MAP_HUGETLB, MAP_SHARED, PROT_READ
 from safemm.model.userfaultfd import UserfaultfdCtx, userfaultfd_register
 from safemm.model.vm_flags import VM_MAYWRITE, VM_UFFD_MINOR, VM_UFFD_MISSING, VM_UFFD_WP
-from safemm.model.vma import vm_flags_clear
+from safemm.model.vm_flags_update import vm_flags_clear
 
 from .strategies import ANON, RW, SHANON, P, TestDevice, assert_unchanged, layout, locked, snapshot
 

@@ -22,7 +22,7 @@ from safemm.mm import (
 )
 from safemm.model import fork as raw_fork
 from safemm.model import mmap_lock as raw_lock
-from safemm.model import vma as raw_vma
+from safemm.model import vm_flags_update as raw_flags
 from safemm.model.vm_flags import VM_HUGETLB, VM_PFNMAP, VM_WRITE
 from safemm.page import Page
 from safemm.task import current
@@ -148,15 +148,15 @@ def test_r4_forbidden_flag_changes_raw(setup: Setup) -> None:
             vma = setup.proc.mm.mm_mt.load(setup.addr)
             assert vma is not None
             changes: list[tuple[Callable[[], None], str, SplatKind]] = [
-                (lambda: raw_vma.vm_flags_set(vma, VM_WRITE), "live-flags", SplatKind.STRICT),
-                (lambda: raw_vma.vm_flags_set(vma, VM_HUGETLB), "live-flags", SplatKind.STRICT),
+                (lambda: raw_flags.vm_flags_set(vma, VM_WRITE), "live-flags", SplatKind.STRICT),
+                (lambda: raw_flags.vm_flags_set(vma, VM_HUGETLB), "live-flags", SplatKind.STRICT),
                 (
-                    lambda: raw_vma.vm_flags_set(vma, VM_PFNMAP),
+                    lambda: raw_flags.vm_flags_set(vma, VM_PFNMAP),
                     "mixedmap-pfnmap-exclusive",
                     SplatKind.WARNING,
                 ),
                 (
-                    lambda: raw_vma.vm_flags_clear(vma, 0x10000000),
+                    lambda: raw_flags.vm_flags_clear(vma, 0x10000000),
                     "flags-sticky",
                     SplatKind.STRICT,
                 ),

@@ -72,7 +72,8 @@ from .vm_flags import (
     VM_WIPEONFORK,
     VM_WRITE,
 )
-from .vma import vm_flags_reset, vma_modify
+from .vm_flags_update import vm_flags_reset
+from .vma import vma_modify
 
 if TYPE_CHECKING:
     from .mm_types import MmStruct, Vma

@@ -33,7 +33,6 @@ from .mm_types import (
     VM_FAULT_OOM,
     VM_FAULT_RETRY,
     VM_FAULT_SIGBUS,
-    AnonVma,
     VmFault,
 )
 from .mman import HPAGE_SHIFT, PAGE_SHIFT, PAGE_SIZE
@@ -46,6 +45,7 @@ from .mmap_lock import (
 from .page_alloc import GFP_HIGHUSER, UNINSERTABLE, Gfp, Page, PageKind
 from .pgtable import PMD_SHIFT, HugePmd, Pte
 from .printk import SplatKind
+from .rmap import anon_vma_prepare
 from .sched import might_sleep
 from .vm_flags import (
     VM_DONTDUMP,
@@ -62,6 +62,7 @@ from .vm_flags import (
     pte_writable_for,
     vma_flags_accessible,
 )
+from .vm_flags_update import vm_flags_set
 
 if TYPE_CHECKING:
     from .fs import AddressSpace
@@ -234,8 +235,6 @@ def _mixedmap_bug_checks(vma: Vma, where: str) -> None:
 def _do_set_mixedmap(vma: Vma, where: str) -> None:
     """``vm_flags_set(vma, VM_MIXEDMAP)`` at the end of ``vm_insert_page``'s slow branch
     (strict mode reports it on a VMA with a userfaultfd context: H8, in ``vm_flags_set``)."""
-    from .vma import vm_flags_set  # local: vma.py imports this module
-
     vm_flags_set(vma, VM_MIXEDMAP)
 
 
@@ -418,8 +417,6 @@ def remap_pfn_range(vma: Vma, addr: int, pfn: int, size: int) -> None:
     A COW mapping must be remapped whole (EINVAL) and gets ``vm_pgoff = pfn``. An occupied PTE
     is a BUG, as in ``remap_pte_range``.
     """
-    from .vma import vm_flags_set
-
     where = _MEMORY_C + "remap_pfn_range"
     k = _kernel(vma)
     end = addr + ((size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
@@ -686,18 +683,6 @@ def copy_page_range(dst: Vma, src: Vma) -> None:
 
 # --------------------------------------------------------------------------------------------
 # faults
-
-
-def anon_vma_prepare(vma: Vma) -> None:
-    """``anon_vma_prepare`` (mm/rmap.c): give the VMA an anon_vma, reusing a neighbour's
-    (``find_mergeable_anon_vma``) so that a later mprotect can merge them again."""
-    if vma.anon_vma is not None:
-        return
-    from .vma import find_mergeable_anon_vma
-
-    av = find_mergeable_anon_vma(vma)
-    vma.anon_vma = av if av is not None else AnonVma(vma.vm_mm.kernel)
-    vma.anon_vma_chain = 1
 
 
 def _vmf_anon_prepare(vmf: VmFault) -> int:

@@ -31,7 +31,8 @@ from .vm_flags import (
     VM_LOCKONFAULT,
     VM_SPECIAL,
 )
-from .vma import vm_flags_reset, vma_modify
+from .vm_flags_update import vm_flags_reset
+from .vma import vma_modify
 
 if TYPE_CHECKING:
     from .mm_types import MmStruct, Vma

@@ -24,7 +24,7 @@ from .errors import KernelError
 from .fs import FMODE_READ, FMODE_WRITE, File, fput, get_file, shmem_file_setup
 from .gup import mm_populate
 from .memory import zap_pte_range
-from .mm_types import Vma, VmOperationsStruct
+from .mm_types import VM_FAULT_OOM, VM_FAULT_SIGBUS, Vma, VmFault, VmOperationsStruct
 from .mman import (
     HPAGE_SIZE,
     LEGACY_MAP_MASK,
@@ -51,6 +51,7 @@ from .mman import (
     TASK_SIZE,
 )
 from .mmap_lock import mmap_read_lock, mmap_read_unlock, mmap_write_lock, mmap_write_unlock
+from .page_alloc import GFP_HIGHUSER, Gfp, PageKind
 from .printk import SplatKind
 from .vm_flags import (
     VM_ACCOUNT,
@@ -256,12 +257,8 @@ def _shmem_vm_ops() -> VmOperationsStruct:
     the page cache page at ``pgoff``; a page at or past the file's ``i_size`` is
     VM_FAULT_SIGBUS (``-EINVAL`` for SGP_CACHE), so growing a shared anonymous mapping with
     mremap gives a tail that cannot be touched (its file keeps the size it had at mmap)."""
-    from .memory import _kernel
 
     def fault(vmf: object) -> int:
-        from .mm_types import VM_FAULT_SIGBUS, VmFault
-        from .page_alloc import GFP_HIGHUSER, Gfp, PageKind
-
         assert isinstance(vmf, VmFault)
         f = vmf.vma.vm_file
         assert f is not None
@@ -270,11 +267,10 @@ def _shmem_vm_ops() -> VmOperationsStruct:
         mapping = f.f_mapping
         page = mapping.pages.get(vmf.pgoff)
         if page is None:
+            pages = vmf.vma.vm_mm.kernel.pages
             try:
-                page = _kernel(vmf.vma).pages.alloc_page(GFP_HIGHUSER | Gfp.ZERO, PageKind.FILE)
+                page = pages.alloc_page(GFP_HIGHUSER | Gfp.ZERO, PageKind.FILE)
             except KernelError:
-                from .mm_types import VM_FAULT_OOM
-
                 return VM_FAULT_OOM
             page.mapping = mapping
             page.index = vmf.pgoff

@@ -39,7 +39,8 @@ from .vm_flags import (
     pte_writable_for,
     vma_flags_accessible,
 )
-from .vma import vm_flags_reset, vma_modify
+from .vm_flags_update import vm_flags_reset
+from .vma import vma_modify
 
 if TYPE_CHECKING:
     from .mm_types import MmStruct, Vma

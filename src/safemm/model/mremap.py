@@ -65,12 +65,11 @@ from .vm_flags import (
     VM_SHARED,
     VM_UFFD_FLAGS,
 )
+from .vm_flags_update import vm_flags_clear, vm_flags_reset
 from .vma import (
     VmaMergeStruct,
     copy_vma,
     do_vmi_munmap,
-    vm_flags_clear,
-    vm_flags_reset,
     vma_merge_new_range,
 )
 

@@ -1,4 +1,11 @@
-"""The reverse map of page-cache folios: mm/rmap.c ``folio_referenced`` and ``try_to_unmap``.
+"""The reverse map (mm/rmap.c): the ``anon_vma`` a VMA's anonymous pages hang off, and the
+walks over the mappings of a page-cache folio (``folio_referenced``, ``try_to_unmap``).
+
+The model gives a VMA its ``anon_vma`` at the first anonymous fault (``anon_vma_prepare``),
+reusing a neighbour's when the two could merge, so that splitting and merging back (mprotect)
+keeps VMAs mergeable. Only the identity of an ``anon_vma`` matters (see
+:class:`~safemm.model.mm_types.AnonVma`): no anon_vma chains, and no anonymous rmap walks
+(anonymous pages are never reclaimed: the model has no swap).
 
 A page-cache folio at file offset ``index`` of ``mapping`` can be mapped by any VMA in
 ``mapping.i_mmap`` whose page-offset range holds ``index``, at
@@ -7,8 +14,7 @@ exactly those VMAs (``rmap_walk_file`` over the ``i_mmap`` interval tree) and lo
 one PTE each (``page_vma_mapped_walk``); a private COW copy there is another page and is
 left alone.
 
-Simplifications: order-0 folios only; no anon rmap (anonymous pages are never reclaimed: the
-model has no swap); TLB flushes and MMU notifiers are implicit.
+Simplifications: order-0 folios only; TLB flushes and MMU notifiers are implicit.
 """
 
 from __future__ import annotations
@@ -16,20 +22,60 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .filemap import folio_assert_locked
+from .mm_types import AnonVma, Vma
 from .mman import PAGE_SHIFT
-from .vm_flags import VM_LOCKED
+from .vm_flags import VM_ACCESS_FLAGS, VM_LOCKED, VM_SOFTDIRTY
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from .kernel import Kernel
-    from .mm_types import Vma
     from .page_alloc import Page
     from .pgtable import Pte
 
-__all__ = ["folio_referenced", "try_to_unmap"]
+__all__ = ["anon_vma_prepare", "find_mergeable_anon_vma", "folio_referenced", "try_to_unmap"]
 
 _RMAP_C = "mm/rmap.c:"
+
+
+def anon_vma_prepare(vma: Vma) -> None:
+    """``anon_vma_prepare`` (mm/rmap.c): give the VMA an anon_vma, reusing a neighbour's
+    (``find_mergeable_anon_vma``) so that a later mprotect can merge them again."""
+    if vma.anon_vma is not None:
+        return
+    av = find_mergeable_anon_vma(vma)
+    vma.anon_vma = av if av is not None else AnonVma(vma.vm_mm.kernel)
+    vma.anon_vma_chain = 1
+
+
+def find_mergeable_anon_vma(vma: Vma) -> AnonVma | None:
+    """``find_mergeable_anon_vma`` (mm/vma.c): a compatible neighbour's anon_vma to reuse.
+
+    The kernel defines it with the VMA surgery in mm/vma.c; the model keeps it here, next to
+    its only caller, so that the fault path of mm/memory.c needs nothing from
+    :mod:`safemm.model.vma` (which calls into mm/memory.c to zap).
+    """
+    mm = vma.vm_mm
+
+    def compatible(a: Vma, b: Vma) -> bool:
+        return (
+            a.vm_end == b.vm_start
+            and a.vm_file is b.vm_file
+            and not (a.vm_flags ^ b.vm_flags) & ~(VM_ACCESS_FLAGS | VM_SOFTDIRTY)
+            and b.vm_pgoff == a.vm_pgoff + ((b.vm_start - a.vm_start) >> PAGE_SHIFT)
+        )
+
+    nr = mm.mm_mt.next_after(vma.vm_end)
+    if nr is not None:
+        nxt = nr[2]
+        if compatible(vma, nxt) and nxt.anon_vma is not None and nxt.anon_vma_chain <= 1:
+            return nxt.anon_vma
+    pr = mm.mm_mt.prev(vma.vm_start)
+    if pr is not None:
+        prev = pr[2]
+        if compatible(prev, vma) and prev.anon_vma is not None and prev.anon_vma_chain <= 1:
+            return prev.anon_vma
+    return None
 
 
 def _mapped_ptes(page: Page) -> Iterator[tuple[Vma, int, Pte]]:

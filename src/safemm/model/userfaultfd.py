@@ -24,7 +24,8 @@ from .vm_flags import (
     VM_UFFD_MISSING,
     VM_UFFD_WP,
 )
-from .vma import vm_flags_reset, vma_modify
+from .vm_flags_update import vm_flags_reset
+from .vma import vma_modify
 
 if TYPE_CHECKING:
     from .mm_types import MmStruct, Vma

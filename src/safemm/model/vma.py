@@ -5,8 +5,8 @@ Mirrors torvalds/linux mm/vma.c (v6.12 layout, read for this model): ``__split_v
 ``vma_expand`` / ``commit_merge`` with ``is_mergeable_vma``, ``is_mergeable_anon_vma`` and
 ``can_merge_remove_vma`` (a VMA with ``->close`` is never deleted by a merge); ``vma_modify``;
 the munmap path ``do_vmi_munmap`` → ``vms_gather_munmap_vmas`` → ``vms_complete_munmap_vmas``
-(with the downgrade to the read lock before zapping); ``remove_vma``; ``copy_vma`` for mremap;
-the ``vm_flags_*`` mutators of include/linux/mm.h; and ``find_mergeable_anon_vma``.
+(with the downgrade to the read lock before zapping); ``remove_vma``; ``copy_vma`` for mremap.
+The ``vm_flags_*`` writers of include/linux/mm.h are in :mod:`safemm.model.vm_flags_update`.
 
 Simplifications: no mempolicy, no anon_vma names, no mseal (``VM_SEALED`` is honoured where
 checked but nothing sets it); allocation of VMAs and maple-tree nodes never fails.
@@ -26,26 +26,15 @@ from .mmap_lock import (
     mmap_assert_write_locked,
     mmap_read_unlock,
     mmap_write_downgrade,
-    vma_assert_write_locked,
+    mmap_write_unlock,
     vma_start_write,
 )
 from .printk import SplatKind
 from .sched import might_sleep
 from .vm_flags import (
-    VM_ACCESS_FLAGS,
-    VM_DONTCOPY,
-    VM_DONTDUMP,
-    VM_HUGETLB,
     VM_IGNORE_MERGE,
-    VM_KNOWN,
-    VM_MAYEXEC,
-    VM_MAYWRITE,
-    VM_MIXEDMAP,
-    VM_PFNMAP,
     VM_SEALED,
-    VM_SOFTDIRTY,
     VM_SPECIAL,
-    flags_str,
 )
 
 if TYPE_CHECKING:
@@ -56,134 +45,12 @@ __all__ = [
     "copy_vma",
     "do_vmi_munmap",
     "split_vma",
-    "vm_flags_clear",
-    "vm_flags_mod",
-    "vm_flags_reset",
-    "vm_flags_set",
     "vma_link",
     "vma_merge_new_range",
     "vma_modify",
 ]
 
 _VMA_C = "mm/vma.c:"
-
-
-# --------------------------------------------------------------------------------------------
-# flags (include/linux/mm.h)
-
-
-#: What a driver may change on a live VMA (review: Jann Horn's list; Rust's setters).
-_LIVE_SET_OK = VM_MIXEDMAP | VM_DONTCOPY | VM_DONTDUMP
-_LIVE_CLEAR_OK = VM_MAYWRITE | VM_MAYEXEC
-#: What a driver must never set, even in ->mmap.
-_NEVER_SET = VM_ACCESS_FLAGS | VM_HUGETLB
-
-
-def _check_flag_change(vma: Vma, new: int, where: str) -> None:
-    """Check the invariants every flag write keeps (mixedmap-pfnmap-exclusive, flags-sticky,
-    mixedmap-uffd) and, in strict mode, which changes a driver may make (live-flags)."""
-    k = vma.vm_mm.kernel
-    if new & ~VM_KNOWN:
-        raise KernelError(errno.EINVAL, f"{where}: unknown VM flag bits {new & ~VM_KNOWN:#x}")
-    if new & VM_MIXEDMAP and new & VM_PFNMAP:
-        k.report(
-            SplatKind.WARNING,
-            "mixedmap-pfnmap-exclusive",
-            f"{vma!r} would have both VM_MIXEDMAP and VM_PFNMAP",
-            where,
-        )
-    old = vma.vm_flags
-    if not k.strict:
-        return
-    if old & ~new & (VM_MIXEDMAP | VM_PFNMAP):
-        k.report(
-            SplatKind.STRICT,
-            "flags-sticky",
-            f"{where} clears VM_MIXEDMAP/VM_PFNMAP on {vma!r}, which may already map "
-            "pages that need it",
-            where,
-        )
-    if new & ~old & VM_MIXEDMAP and vma.vm_userfaultfd_ctx is not None:
-        # H8: userfaultfd_register refuses VM_MIXEDMAP VMAs (vma_can_userfault); a VMA that
-        # already has a userfaultfd context must not become one (review, Jann Horn).
-        k.report(
-            SplatKind.STRICT,
-            "mixedmap-uffd",
-            f"{vma!r} has a userfaultfd context ({vma.vm_userfaultfd_ctx!r}) and would become "
-            "VM_MIXEDMAP",
-            where,
-        )
-    if k.driver_owner() is None:
-        return
-    added, removed = new & ~old, old & ~new
-    if vma.in_setup:
-        bad = added & _NEVER_SET
-        if bad:
-            k.report(
-                SplatKind.STRICT,
-                "live-flags",
-                f"{k.driver_name()} sets {flags_str(bad)} on {vma!r} in ->mmap",
-                where,
-            )
-        return
-    bad_set, bad_clear = added & ~_LIVE_SET_OK, removed & ~_LIVE_CLEAR_OK
-    if bad_set or bad_clear:
-        parts = []
-        if bad_set:
-            parts.append(f"sets {flags_str(bad_set)}")
-        if bad_clear:
-            parts.append(f"clears {flags_str(bad_clear)}")
-        k.report(
-            SplatKind.STRICT,
-            "live-flags",
-            f"{k.driver_name()} {' and '.join(parts)} on live {vma!r}",
-            where,
-        )
-
-
-def _assert_flags_writable(vma: Vma, where: str) -> None:
-    """``vm_flags_set`` & co. call ``vma_start_write``; a VMA in ->mmap setup is exempt when
-    the mmap write lock is held (``vm_flags_init`` territory)."""
-    if vma.in_setup:
-        mmap_assert_write_locked(vma.vm_mm, where)
-        return
-    vma_start_write(vma, where)
-
-
-def vm_flags_set(vma: Vma, flags: int) -> None:
-    """``vm_flags_set``: needs the mmap write lock (write-locks the VMA; may sleep)."""
-    where = "include/linux/mm.h:vm_flags_set"
-    _assert_flags_writable(vma, where)
-    new = vma.vm_flags | flags
-    _check_flag_change(vma, new, where)
-    vma.vm_flags = new
-
-
-def vm_flags_clear(vma: Vma, flags: int) -> None:
-    """``vm_flags_clear``: needs the mmap write lock (write-locks the VMA)."""
-    where = "include/linux/mm.h:vm_flags_clear"
-    _assert_flags_writable(vma, where)
-    new = vma.vm_flags & ~flags
-    _check_flag_change(vma, new, where)
-    vma.vm_flags = new
-
-
-def vm_flags_mod(vma: Vma, set_: int, clear: int) -> None:
-    """``vm_flags_mod``: set and clear in one write-locked update."""
-    where = "include/linux/mm.h:vm_flags_mod"
-    _assert_flags_writable(vma, where)
-    new = (vma.vm_flags | set_) & ~clear
-    _check_flag_change(vma, new, where)
-    vma.vm_flags = new
-
-
-def vm_flags_reset(vma: Vma, flags: int) -> None:
-    """``vm_flags_reset``: the caller must already have write-locked the VMA."""
-    where = "include/linux/mm.h:vm_flags_reset"
-    if not vma.in_setup:
-        vma_assert_write_locked(vma, where)
-    _check_flag_change(vma, flags, where)
-    vma.vm_flags = flags
 
 
 # --------------------------------------------------------------------------------------------
@@ -622,31 +489,6 @@ def vma_modify(
     return vma
 
 
-def find_mergeable_anon_vma(vma: Vma) -> AnonVma | None:
-    """``find_mergeable_anon_vma``: reuse a compatible neighbour's anon_vma."""
-    mm = vma.vm_mm
-
-    def compatible(a: Vma, b: Vma) -> bool:
-        return (
-            a.vm_end == b.vm_start
-            and a.vm_file is b.vm_file
-            and not (a.vm_flags ^ b.vm_flags) & ~(VM_ACCESS_FLAGS | VM_SOFTDIRTY)
-            and b.vm_pgoff == a.vm_pgoff + ((b.vm_start - a.vm_start) >> PAGE_SHIFT)
-        )
-
-    nr = mm.mm_mt.next_after(vma.vm_end)
-    if nr is not None:
-        nxt = nr[2]
-        if compatible(vma, nxt) and nxt.anon_vma is not None and nxt.anon_vma_chain <= 1:
-            return nxt.anon_vma
-    pr = mm.mm_mt.prev(vma.vm_start)
-    if pr is not None:
-        prev = pr[2]
-        if compatible(prev, vma) and prev.anon_vma is not None and prev.anon_vma_chain <= 1:
-            return prev.anon_vma
-    return None
-
-
 # --------------------------------------------------------------------------------------------
 # removal and munmap
 
@@ -773,8 +615,6 @@ def do_vmi_munmap(mm: MmStruct, start: int, length: int, unlock: bool) -> None:
     vma = mm.mm_mt.find_intersection(start, end)
     if vma is None:
         if unlock:
-            from .mmap_lock import mmap_write_unlock
-
             mmap_write_unlock(mm)
         return
     vms = MunmapState(mm, start, end, unlock)

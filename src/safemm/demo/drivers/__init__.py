@@ -6,14 +6,15 @@
 - :class:`FaultAndUnmapDriver` — Jann Horn's proposal: pages fault in; reclaim unmaps them
   through the file's address space.
 
-They share the ioctl ABI of :mod:`safemm.demo.drivers.abi` and everything but the mapping
-strategy (:mod:`safemm.demo.drivers.common`). No module here imports :mod:`safemm.model`.
+They share the ioctl ABI of :mod:`safemm.demo.drivers.abi`, the buffer area of
+:mod:`safemm.demo.drivers.alloc` and everything but the mapping strategy
+(:mod:`safemm.demo.drivers.device`). No module here imports :mod:`safemm.model`.
 """
 
 from __future__ import annotations
 
-from .common import BinderDriver as BinderDriver
-from .common import DriverStats as DriverStats
+from .device import BinderDriver as BinderDriver
+from .device import DriverStats as DriverStats
 from .eager import EagerInsertDriver as EagerInsertDriver
 from .fault_unmap import FaultAndUnmapDriver as FaultAndUnmapDriver
 from .on_receive import InsertOnReceiveDriver as InsertOnReceiveDriver

@@ -4,7 +4,7 @@ The sender allocates each page of a buffer and inserts it into the receiver's VM
 ``mmget_not_zero`` on the receiver's mm, ``lock_vma_under_rcu`` with a fallback to
 ``mmap_read_lock`` + ``vma_lookup``, a check that the VMA is this area's (``check_vma`` and the
 file offset), then ``vm_insert_page``. The shrinker trylocks its way to the VMA and zaps the
-page (:meth:`~safemm.demo.drivers.common.BinderDriver.zap_reclaim`).
+page (:meth:`~safemm.demo.drivers.device.BinderDriver.zap_reclaim`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing_extensions import override
 from safemm import KernelError
 from safemm.shrinker import LruStatus, LruWalk
 
-from .common import Area, BinderDriver, Buffer, PageSlot
+from .alloc import Area, Buffer, PageSlot
+from .device import BinderDriver
 
 __all__ = ["EagerInsertDriver"]
 
@@ -30,6 +31,16 @@ class EagerInsertDriver(BinderDriver):
     """
 
     strategy = "eager-insert"
+
+    @override
+    def check_target(self, area: Area) -> None:
+        # Only a target that was never mapped is refused here: insert_pages asks the
+        # receiver's mm whether the mapping is still there, page by page.
+        with area.lock.lock():
+            mapped = area.mmapped
+        if not mapped:
+            self.stats.paths["send.unmapped"] += 1
+            raise KernelError(errno.ESRCH, f"area {area.id} is not mapped")
 
     @override
     def install_page(self, area: Area, index: int) -> None:

@@ -23,7 +23,8 @@ from safemm.fs import AddressSpace, File, VmFault, VmFaultReason
 from safemm.page import PageLock
 from safemm.shrinker import LruStatus, LruWalk
 
-from .common import Area, BinderDriver, BinderVmOps, Buffer, PageSlot
+from .alloc import Area, Buffer, PageSlot
+from .device import BinderDriver, BinderVmOps
 
 __all__ = ["FaultAndUnmapDriver", "FaultVmOps"]
 
@@ -84,14 +85,6 @@ class FaultAndUnmapDriver(BinderDriver):
         mapping = AddressSpace.new_anon()
         file.set_mapping(mapping)
         area.mapping = mapping
-
-    @override
-    def check_target(self, area: Area) -> None:
-        self.check_mapped_now(area, "send.unmapped", errno.ESRCH)
-
-    @override
-    def install_page(self, area: Area, index: int) -> None:
-        self.take_or_alloc(area, index)
 
     @override
     def deliver(self, area: Area, buf: Buffer) -> None:

@@ -8,13 +8,12 @@ the receiver's page tables from kswapd or any allocating task, exactly as eager-
 
 from __future__ import annotations
 
-import errno
-
 from typing_extensions import override
 
 from safemm.shrinker import LruStatus, LruWalk
 
-from .common import Area, BinderDriver, Buffer, PageSlot
+from .alloc import Area, Buffer, PageSlot
+from .device import BinderDriver
 
 __all__ = ["InsertOnReceiveDriver"]
 
@@ -28,15 +27,6 @@ class InsertOnReceiveDriver(BinderDriver):
     """
 
     strategy = "insert-on-receive"
-
-    @override
-    def check_target(self, area: Area) -> None:
-        # The sender never looks at the receiver's mm; the VMA hooks say whether it is mapped.
-        self.check_mapped_now(area, "send.unmapped", errno.ESRCH)
-
-    @override
-    def install_page(self, area: Area, index: int) -> None:
-        self.take_or_alloc(area, index)
 
     @override
     def deliver(self, area: Area, buf: Buffer) -> None:

@@ -1,12 +1,19 @@
-"""What the three binder-style drivers share: per-open state, the buffer allocator, the page
-slots and their list_lru, the ioctls, and the shrinker shell.
+"""The binder-style character device every demo strategy shares: the per-open file hooks,
+the ioctls, the VMA hooks (:class:`BinderVmOps`), the shrinker shell (:class:`BinderShrinker`)
+and the helpers the strategies build on. The area, its allocator, buffers and page slots are
+in :mod:`safemm.demo.drivers.alloc`.
 
-A strategy subclass of :class:`BinderDriver` decides only how a buffer's pages reach the
-receiver's page tables and how reclaim takes them away again:
+A strategy subclass of the abstract :class:`BinderDriver` decides only how a buffer's pages
+reach the receiver's page tables and how reclaim takes them away again:
 
-- :meth:`BinderDriver.install_page` — SEND, in the sender: make slot ``index`` hold a page;
-- :meth:`BinderDriver.deliver` — RECV, in the receiver: make the buffer readable;
-- :meth:`BinderDriver.reclaim` — the shrinker's list_lru isolate callback for one slot.
+- :meth:`BinderDriver.deliver` — RECV, in the receiver: make the buffer readable (abstract);
+- :meth:`BinderDriver.reclaim` — the shrinker's list_lru isolate callback for one slot
+  (abstract);
+- :meth:`BinderDriver.install_page` — SEND, in the sender: make slot ``index`` hold a page
+  (by default: take it off the list_lru or allocate it, and map nothing);
+- :meth:`BinderDriver.check_target` — SEND: refuse a target that cannot receive (by
+  default: one that no VMA maps now);
+- :meth:`BinderDriver.check_caller` — RECV/FREE: refuse a caller (by default: nobody).
 
 Lock order (lockdep-checked by the model): ``procs_lock`` (alone) — ``area.mutex`` → mmap
 lock / per-VMA lock → ``area.lock`` → the list_lru lock. VMA hooks (``->mmap``, ``->close``,
@@ -20,19 +27,20 @@ Only the safe layer is used here (and ``safemm``'s top-level errors and constant
 
 from __future__ import annotations
 
+import abc
 import errno
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 from typing_extensions import override
 
 from safemm import PAGE_SIZE, KernelError
-from safemm.fs import AddressSpace, File, FileOperations, VmOperations
-from safemm.mm import MmapReadGuard, MmWithUser, OwnedMm, VmaReadGuard
-from safemm.page import GFP_KERNEL, Gfp, Page
+from safemm.fs import File, FileOperations, VmOperations
+from safemm.mm import MmapReadGuard, MmWithUser, VmaReadGuard
+from safemm.page import Page
 from safemm.shrinker import SHRINK_EMPTY, ListLru, LruStatus, LruWalk, ShrinkControl, Shrinker
-from safemm.sync import Mutex, SpinLock
+from safemm.sync import Mutex
 from safemm.task import current
 from safemm.virt import VmAreaMixedMapRef, VmAreaNew, VmAreaOwnedRef, VmAreaRef
 
@@ -45,20 +53,14 @@ from .abi import (
     parse_addr,
     parse_send,
 )
+from .alloc import GFP_BUFFER, Area, Buffer, PageSlot, RangeAllocator
 
 __all__ = [
-    "Area",
     "BinderDriver",
     "BinderShrinker",
     "BinderVmOps",
-    "Buffer",
     "DriverStats",
-    "PageSlot",
-    "RangeAllocator",
 ]
-
-#: Pages for buffers: zeroed, so a receiver never sees another process's old data.
-GFP_BUFFER = GFP_KERNEL | Gfp.ZERO
 
 
 @dataclass(slots=True)
@@ -85,137 +87,6 @@ class DriverStats:
     def snapshot(self) -> dict[str, int]:
         """Every integer counter, by name."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "paths"}
-
-
-class RangeAllocator:
-    """First-fit allocation of page ranges inside an area (``binder_alloc`` keeps a free
-    tree; a sorted list of extents is enough here).
-
-    Invariant: ``extents`` is sorted, holds disjoint non-adjacent ``[start, start + n)``
-    ranges inside ``[0, npages)`` with ``n > 0``.
-    """
-
-    __slots__ = ("extents", "npages")
-
-    def __init__(self, npages: int) -> None:
-        self.npages = npages
-        self.extents: list[tuple[int, int]] = [(0, npages)] if npages else []
-
-    def alloc(self, n: int) -> int | None:
-        """The first free range of ``n`` pages, now allocated; None if none is large enough."""
-        for i, (start, size) in enumerate(self.extents):
-            if size >= n:
-                if size == n:
-                    del self.extents[i]
-                else:
-                    self.extents[i] = (start + n, size - n)
-                return start
-        return None
-
-    def free(self, start: int, n: int) -> None:
-        """Give ``[start, start + n)`` back, merging it with its free neighbours."""
-        ext = self.extents
-        i = 0
-        while i < len(ext) and ext[i][0] < start:
-            i += 1
-        if i > 0 and ext[i - 1][0] + ext[i - 1][1] > start:
-            raise ValueError(f"double free of pages {start}+{n}")
-        if i < len(ext) and start + n > ext[i][0]:
-            raise ValueError(f"double free of pages {start}+{n}")
-        if i > 0 and ext[i - 1][0] + ext[i - 1][1] == start:
-            i -= 1
-            start, n = ext[i][0], ext[i][1] + n
-            del ext[i]
-        if i < len(ext) and start + n == ext[i][0]:
-            n += ext[i][1]
-            del ext[i]
-        ext.insert(i, (start, n))
-
-    @property
-    def free_pages(self) -> int:
-        """Pages not allocated."""
-        return sum(n for _, n in self.extents)
-
-
-class Buffer:
-    """One transaction's buffer: pages ``[first, first + npages)`` of the receiver's area.
-
-    Invariant: while queued or delivered, its pages are off the list_lru and every slot in
-    its range holds a page.
-    """
-
-    __slots__ = ("first", "length", "npages")
-
-    def __init__(self, first: int, npages: int, length: int) -> None:
-        self.first = first
-        self.npages = npages
-        self.length = length
-
-
-class PageSlot:
-    """Page ``index`` of an area: the driver's reference on the page behind it (if any), and
-    whether that page was inserted at ``area.base + index * PAGE_SIZE``.
-
-    Invariant: ``page``, ``inserted`` and membership of the driver's list_lru change only
-    under ``area.lock``; a slot is on the list_lru exactly when its page belongs to no
-    buffer (it is reclaimable).
-    """
-
-    __slots__ = ("area", "index", "inserted", "page")
-
-    def __init__(self, area: Area, index: int) -> None:
-        self.area = area
-        self.index = index
-        self.page: Page | None = None
-        self.inserted = False
-
-    def require_page(self) -> Page:
-        """The slot's page; the caller knows there is one (its buffer owns the slot)."""
-        page = self.page
-        if page is None:
-            raise RuntimeError(f"slot {self.index} of area {self.area.id} has no page")
-        return page
-
-    @override
-    def __repr__(self) -> str:
-        return f"<slot {self.area.id}:{self.index}>"
-
-
-class Area:
-    """The per-open-file state (``struct binder_alloc``): the receiver's buffer area.
-
-    Invariant: ``mutex`` protects the allocator (set up once, in ``->mmap``, before
-    ``mmapped`` publishes it), ``queue``, ``delivered`` and ``released``;
-    ``lock`` (a spinlock, taken inside the mmap lock by the VMA hooks) protects ``base``,
-    ``npages``, ``mmapped`` (the file was mapped once: a second mmap is EBUSY),
-    ``vma_count`` (the VMAs, in any mm, that map the file now) and every slot. ``mm`` is an
-    ``mm_count`` reference on the opener's mm (strategies that record it), dropped in
-    ``->release``; ``mapping`` is the file's own address space (the fault-and-unmap
-    strategy).
-    """
-
-    def __init__(self, area_id: int) -> None:
-        self.id = area_id
-        self.mutex = Mutex("safebinder_area.mutex")
-        self.lock = SpinLock("safebinder_area.lock")
-        self.mm: OwnedMm | None = None
-        #: The opener's pid (a number, not a reference): only moves made by the opener's
-        #: process move the area (a fork child moving its copy must not).
-        self.owner_pid = 0
-        self.mapping: AddressSpace | None = None
-        self.mmapped = False
-        self.base = 0
-        self.npages = 0
-        self.vma_count = 0
-        self.slots: list[PageSlot] = []
-        self.alloc = RangeAllocator(0)
-        self.queue: deque[Buffer] = deque()
-        self.delivered: dict[int, Buffer] = {}
-        self.released = False
-
-    @override
-    def __repr__(self) -> str:
-        return f"<area {self.id}>"
 
 
 class BinderVmOps(VmOperations[Area]):
@@ -291,7 +162,7 @@ class BinderShrinker(Shrinker):
         return freed
 
 
-class BinderDriver(FileOperations[Area]):
+class BinderDriver(FileOperations[Area], abc.ABC):
     """A binder-style character device (``/dev/safebinder``): one area per open file,
     buffers sent into a target's area, received, freed to a list_lru, reclaimed by a shrinker.
 
@@ -711,13 +582,9 @@ class BinderDriver(FileOperations[Area]):
     # ------------------------------------------------------------------ strategy hooks
 
     def check_target(self, area: Area) -> None:
-        """SEND: refuse a target that cannot receive (ESRCH). By default: one that was never
-        mapped."""
-        with area.lock.lock():
-            mapped = area.mmapped
-        if not mapped:
-            self.stats.paths["send.unmapped"] += 1
-            raise KernelError(errno.ESRCH, f"area {area.id} is not mapped")
+        """SEND: refuse a target that cannot receive (ESRCH). By default: one that no VMA, in
+        any mm, maps now."""
+        self.check_mapped_now(area, "send.unmapped", errno.ESRCH)
 
     def check_mapped_now(self, area: Area, path: str, err: int) -> None:
         """Refuse with ``err`` unless some VMA (in any mm) maps the area now: the check of the
@@ -729,19 +596,21 @@ class BinderDriver(FileOperations[Area]):
             raise KernelError(err, f"area {area.id} is no longer mapped")
 
     def check_caller(self, area: Area) -> None:
-        """RECV/FREE: refuse a caller that may not use the area (EPERM)."""
+        """RECV/FREE: refuse a caller that may not use the area (EPERM). By default: none."""
 
     def install_page(self, area: Area, index: int) -> None:
-        """SEND: make slot ``index`` of the reserved range hold a page (and map it)."""
-        raise NotImplementedError
+        """SEND: make slot ``index`` of the reserved range hold a page (and map it). By
+        default: take the page off the list_lru or allocate it (:meth:`take_or_alloc`) and
+        map nothing, for strategies that map at RECV or at fault time."""
+        self.take_or_alloc(area, index)
 
+    @abc.abstractmethod
     def deliver(self, area: Area, buf: Buffer) -> None:
         """RECV, with ``area.mutex`` held: make ``buf`` readable (KernelError drops it)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def reclaim(self, slot: PageSlot, walk: LruWalk[PageSlot]) -> LruStatus:
         """The list_lru isolate callback: runs with the list's spinlock held."""
-        raise NotImplementedError
 
 
 def _area(file: File[Area]) -> Area:
