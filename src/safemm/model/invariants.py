@@ -186,6 +186,13 @@ def _check_quiescent(k: Kernel) -> None:
     """With no process, no open file and no pending work, every mm must be gone."""
     if k.processes or k.open_files or k._work or k._task_work:
         return
+    if k.lruvec:
+        page = next(iter({**k.lruvec.inactive, **k.lruvec.active}.values()))
+        _fail(
+            "no-leaks",
+            f"{len(k.lruvec)} page-cache folio(s) outlive every file, e.g. {page!r} at index "
+            f"{page.index} of {page.mapping!r} (the page cache was never truncated)",
+        )
     for mm in k.mms.values():
         _fail(
             "no-leaks",

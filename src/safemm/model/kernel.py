@@ -32,7 +32,7 @@ from .runqueue import DEFAULT_MAX_STEPS, RandomPolicy, SchedPolicy, Scheduler, S
 from .sched import PF_KTHREAD, PF_MEMALLOC, Rcu, Task
 from .shrinker import Shrinker
 from .swap import Lruvec
-from .vmscan import shrink_node
+from .vmscan import shrink_node, try_to_free_pages
 from .vmstat import Counters
 
 if TYPE_CHECKING:
@@ -543,14 +543,14 @@ class Kernel:
 
     def direct_reclaim(self, gfp: int) -> None:
         """``__alloc_pages_direct_reclaim``: reclaim ``SWAP_CLUSTER_MAX`` LRU folios and run
-        the shrinkers (``shrink_node``) in the allocating task."""
+        the shrinkers (``try_to_free_pages``) in the allocating task."""
         t = self.current
         old = t.flags
         t.flags |= PF_MEMALLOC
         self.fs_reclaim_acquire("mm/page_alloc.c:__perform_reclaim")
         try:
             with self.kernel_section("direct reclaim"):
-                shrink_node(self, gfp, SWAP_CLUSTER_MAX, kswapd=False)
+                try_to_free_pages(self, gfp, SWAP_CLUSTER_MAX)
         finally:
             self.fs_reclaim_release("mm/page_alloc.c:__perform_reclaim")
             t.flags = old

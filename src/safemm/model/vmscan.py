@@ -14,10 +14,12 @@ which frees the folio only if nobody but the cache and the isolation holds a ref
 (``folio_ref_freeze``), calls ``->free_folio`` and the folio is unlocked and freed.
 
 Simplifications: one node, no memcg, no anon/swap lists, no multi-gen LRU, no writeback
-(dirty folios are activated, as ``pageout`` does for a mapping that cannot write back), no
-priority loop — kswapd scans what it is asked to (everything when ``nr_to_scan`` is None)
-and direct reclaim ``SWAP_CLUSTER_MAX`` folios; the inactive list is "low" when it is
-smaller than the active list (``inactive_is_low`` with the ratio 1 of a node under 1 GiB).
+(dirty folios are activated, as ``pageout`` does for a mapping that cannot write back);
+kswapd makes one pass over what it is asked to scan (everything when ``nr_to_scan`` is None)
+instead of looping until the watermarks are met; direct reclaim loops the priorities until
+``SWAP_CLUSTER_MAX`` folios are freed and asks the shrinkers once; the inactive list is
+"low" when it is smaller than the active list (``inactive_is_low`` with the ratio 1 of a
+node under 1 GiB).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from .kernel import Kernel
     from .page_alloc import Page
 
-__all__ = ["ScanControl", "shrink_folio_list", "shrink_node"]
+__all__ = ["ScanControl", "shrink_folio_list", "shrink_node", "try_to_free_pages"]
 
 _VMSCAN_C = "mm/vmscan.c:"
 
@@ -200,21 +202,47 @@ def shrink_active_list(k: Kernel, nr_to_scan: int) -> None:
     _putback(k, folios)
 
 
-def shrink_node(k: Kernel, gfp: int, nr_to_scan: int | None, *, kswapd: bool) -> int:
-    """``shrink_node``: the LRU lists, then the shrinkers; returns pages and objects freed.
+def shrink_lruvec(k: Kernel, sc: ScanControl, nr_inactive: int, nr_active: int) -> None:
+    """``shrink_lruvec`` for the file lists: scan ``nr_inactive`` folios of the inactive list;
+    then, when the inactive list was smaller than the active one as the pass began
+    (``prepare_scan_control``: ``inactive_is_low``), deactivate ``nr_active``."""
+    lru = k.lruvec
+    may_deactivate = len(lru.inactive) < len(lru.active)
+    if nr_inactive:
+        shrink_inactive_list(k, nr_inactive, sc)
+    if may_deactivate and nr_active:
+        shrink_active_list(k, nr_active)
 
-    ``nr_to_scan`` folios of the inactive list are scanned (all of them when None); then,
-    when the inactive list was smaller than the active one as the pass began
-    (``prepare_scan_control``), as many are deactivated.
-    """
+
+def shrink_node(k: Kernel, gfp: int, nr_to_scan: int | None, *, kswapd: bool) -> int:
+    """One kswapd pass (``balance_pgdat`` → ``shrink_node``): the LRU lists, then the
+    shrinkers; returns pages and objects freed. ``nr_to_scan`` folios of each list are looked
+    at (all of them when None) and ``nr_to_scan`` objects asked of each shrinker."""
     sc = ScanControl(gfp, kswapd)
     lru = k.lruvec
-    # prepare_scan_control: whether to deactivate is decided before the lists are scanned.
-    may_deactivate = len(lru.inactive) < len(lru.active)
-    n = len(lru.inactive) if nr_to_scan is None else nr_to_scan
-    if n:
-        shrink_inactive_list(k, n, sc)
-    if may_deactivate:
-        m = len(lru.active) if nr_to_scan is None else nr_to_scan
-        shrink_active_list(k, m)
+    if nr_to_scan is None:
+        shrink_lruvec(k, sc, len(lru.inactive), len(lru.active))
+    else:
+        shrink_lruvec(k, sc, nr_to_scan, nr_to_scan)
     return sc.nr_reclaimed + shrink_slab(k, gfp, nr_to_scan)
+
+
+#: The first scan priority of direct reclaim (``DEF_PRIORITY``): a list is scanned
+#: ``size >> priority`` at a time, then more as the priority drops to 0.
+DEF_PRIORITY = 12
+
+
+def try_to_free_pages(k: Kernel, gfp: int, nr_to_reclaim: int) -> int:
+    """Direct reclaim (``try_to_free_pages`` → ``do_try_to_free_pages``): from
+    ``DEF_PRIORITY`` down to 0, scan ``size >> priority`` folios of each file list until
+    ``nr_to_reclaim`` are freed (at priority 0 the whole list); then the shrinkers are asked
+    for ``nr_to_reclaim`` objects. Returns pages and objects freed."""
+    sc = ScanControl(gfp, kswapd=False)
+    lru = k.lruvec
+    for priority in range(DEF_PRIORITY, -1, -1):
+        if not lru:
+            break
+        shrink_lruvec(k, sc, len(lru.inactive) >> priority, len(lru.active) >> priority)
+        if sc.nr_reclaimed >= nr_to_reclaim:
+            break
+    return sc.nr_reclaimed + shrink_slab(k, gfp, nr_to_reclaim)
