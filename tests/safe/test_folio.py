@@ -142,3 +142,34 @@ def test_a_folio_dropped_without_put_is_a_leak() -> None:
     with driver_context(k):
         Folio.alloc()
     assert any("dropped without put()" in s.message for s in k.leaks)
+
+
+def test_bad_arguments_are_refused_and_change_nothing() -> None:
+    k = Kernel()
+    s = CacheSetup(k)
+
+    def body(c: Cache) -> None:
+        m = c.require_mapping()
+        with pytest.raises(KernelError) as e:
+            m.filemap_get_folio(-1)
+        assert e.value.errno == errno.EINVAL
+        with pytest.raises(TypeError):
+            m.filemap_lock_folio("0")  # type: ignore[arg-type]
+        with pytest.raises(KernelError) as e:
+            m.truncate_inode_pages(100)  # not page aligned
+        assert e.value.errno == errno.EINVAL
+        with pytest.raises(TypeError):
+            Folio.alloc(0)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            s.driver.aops.new_mapping("not a Cache")  # type: ignore[arg-type]
+        folio = Folio.alloc()
+        with pytest.raises(KernelError) as e:
+            folio.write(4000, b"x" * 200)
+        assert e.value.errno == errno.EINVAL
+        assert folio.read(4000, 4) == bytes(4)
+        folio.put()
+        assert m.nrpages == 0
+
+    s.run(body)
+    s.proc.exit()
+    k.check_invariants()
