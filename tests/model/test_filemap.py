@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from safemm.model import GFP_KERNEL, BusError, Deadlock, Kernel, KernelError
+from safemm.model import GFP_KERNEL, BusError, Deadlock, InvariantError, Kernel, KernelError
 from safemm.model.filemap import (
     filemap_add_folio,
     filemap_get_folio,
@@ -166,3 +166,28 @@ def test_truncate_unmaps_every_process_and_empties_the_cache() -> None:
         truncate_inode_pages(rig.mapping, 1)
     assert e.value.errno == errno.EINVAL
     k.check_invariants()
+
+
+def test_a_folio_naming_another_index_breaks_the_page_cache_invariant() -> None:
+    k, rig, _ = _rig()
+    rig.add(0).index = 5
+    with pytest.raises(InvariantError, match="invariant 'page-cache' broken"):
+        k.check_invariants()
+
+
+def test_a_folio_on_the_wrong_list_breaks_the_lru_invariant() -> None:
+    k, rig, _ = _rig()
+    rig.add(0).active = True  # still on the inactive list
+    with pytest.raises(InvariantError, match="invariant 'lru' broken"):
+        k.check_invariants()
+
+
+def test_a_page_cache_never_truncated_is_a_leak() -> None:
+    """The rig's driver never truncates its inode: once every file is closed, its folios are
+    left on the LRU for ever (the kernel's iput would have evicted them)."""
+    k, rig, _ = _rig()
+    k.pages.put_page(rig.add(0))
+    for p in list(k.processes.values()):
+        p.exit()
+    with pytest.raises(InvariantError, match="invariant 'no-leaks' broken: 1 page-cache folio"):
+        k.check_invariants()
