@@ -1,6 +1,5 @@
-"""Strategy 4, lru-reclaim: the design the review ends its list with (Jann Horn, 2024-11-12),
-and nobody has built — binder pages as clean file pages on the kernel's LRU lists,
-reclaimed by core reclaim.
+"""Strategy 4, lru-reclaim: the design the review thread ends its list with (Jann Horn) —
+binder pages as clean file pages on the kernel's LRU lists, reclaimed by core reclaim.
 
 Each open file gets its own anonymous inode whose ``address_space`` carries this driver's
 ``address_space_operations`` (set as the file's mapping in ``->open``, as aio does). A
