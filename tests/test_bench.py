@@ -46,6 +46,13 @@ def test_vma_ops() -> None:
     assert nodes > 0
 
 
+def test_lru_reclaim() -> None:
+    (r,) = bench.bench_lru_reclaim(shape=(4, 3, 2), reps=3, batches=2)
+    _check([r])
+    assert r.target == 20
+    assert r.details == {"vmas_large": 12, "mapping_large": 2}
+
+
 def test_vma_ops_needs_two_vmas() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         bench.bench_vma_ops(1, 16, reps=1, batches=1, lookup_reps=1)
@@ -147,7 +154,9 @@ def test_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     code = bench.main(["--json", "--small", "4", "--large", "8", "--scale", "0.01", "--no-static"])
     doc = json.loads(capsys.readouterr().out)
     assert code in (0, 1)
-    assert len(doc["results"]) == 16  # 13 + the fuzzer (sequential, with races) + ftruncate
+    assert (
+        len(doc["results"]) == 17
+    )  # 13 + the fuzzer (sequential, with races), ftruncate, reclaim
     assert {r["verdict"] for r in doc["results"]} <= {"pass", "FAIL", "info"}
 
 

@@ -32,6 +32,7 @@ from .model.mm_types import (
 )
 
 if TYPE_CHECKING:
+    from ._filemap import FolioGuard
     from .model.fs import AddressSpace as _RawMapping
     from .model.fs import File as _RawFile
     from .model.kernel import Kernel
@@ -365,8 +366,12 @@ class VmOperations(Generic[T]):
     def close(self, vma: _virt.VmAreaOwnedRef[T]) -> None:
         """``->close``: one VMA piece is going away (called exactly once per piece)."""
 
-    def fault(self, vmf: VmFault[T]) -> PageLock | VmFaultReason:
+    def fault(self, vmf: VmFault[T]) -> PageLock | FolioGuard | VmFaultReason:
         """``->fault``: supply the page for ``vmf.pgoff``, locked (``VM_FAULT_LOCKED``).
+
+        A driver whose pages live in its own page cache returns
+        ``mapping.filemap_lock_folio(vmf.pgoff)`` (a :class:`~safemm.folio.FolioGuard`), as
+        ``filemap_fault`` does.
 
         Return ``page.trylock()`` taken while the driver's lock still says the page is at
         ``vmf.pgoff`` (or ``VmFaultReason.NOPAGE`` to make the access fault again when the
@@ -428,6 +433,10 @@ class VmOperations(Generic[T]):
                 )
             return self._raw
         _check_hooks(self, VmOperations, _VM_HOOKS)
+        # local: _filemap imports this module
+        from ._filemap import Folio as FolioCls
+        from ._filemap import FolioGuard as FolioGuardCls
+
         self._kernel = weakref.ref(kernel)
         cls = type(self)
         name = self.name
@@ -461,6 +470,9 @@ class VmOperations(Generic[T]):
             with call as scope:
                 res = self.fault(VmFault(_TOKEN, raw, _virt.make_owned(self, raw.vma, scope)))
             got: object = res  # checked at run time too: drivers may be untyped
+            if isinstance(got, FolioGuardCls):
+                raw.page = got._consume()
+                return VM_FAULT_LOCKED
             if isinstance(got, PageLock):
                 # VM_FAULT_LOCKED: the lock and the reference pass to the kernel, which
                 # unlocks the page once finish_fault has installed the PTE.
@@ -471,6 +483,12 @@ class VmOperations(Generic[T]):
                     f"{name}->fault returned an unlocked Page: return page.trylock() (taken "
                     "under the lock that says the page is still there), or reclaim can free "
                     "it before the kernel maps it"
+                )
+            if isinstance(got, FolioCls):
+                raise TypeError(
+                    f"{name}->fault returned an unlocked Folio: return "
+                    "mapping.filemap_lock_folio(vmf.pgoff) (locked, re-checked against "
+                    "truncation and reclaim)"
                 )
             if not isinstance(got, VmFaultReason):
                 raise TypeError(

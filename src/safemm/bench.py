@@ -80,7 +80,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from greenlet import GreenletExit
 
@@ -642,6 +642,118 @@ def bench_unmap_mapping_range(
     ]
 
 
+class _ManyMappings(Protocol):
+    """A file mapped by many VMAs: its machine and how many VMAs map it."""
+
+    @property
+    def kernel(self) -> Kernel: ...
+
+    @property
+    def nr_vmas(self) -> int: ...
+
+
+_M = TypeVar("_M", bound=_ManyMappings)
+
+
+def _one_vma_against_many(
+    name: str,
+    build: Callable[[int, int, int], _M],
+    make_batch: Callable[[_M], _Batch],
+    shape: tuple[int, int, int],
+    hit: tuple[str, str],
+    *,
+    reps: int,
+    batches: int,
+) -> list[BenchResult]:
+    """Time one operation on a file mapped by 1 VMA against one mapped as ``shape`` says
+    (processes, VMAs in each, VMAs over the target: ``build``'s arguments), check both
+    machines ended without a report, and give the result (target 20). ``hit`` names what the
+    VMAs over the target do, in the label and in the details."""
+    one, many = build(1, 1, 1), build(*shape)
+    got = _interleaved(batches, reps, make_batch(one), make_batch(many))
+    for m in (one, many):
+        if m.kernel.dmesg:
+            raise AssertionError("kernel reports:\n" + "\n".join(m.kernel.dmesg))
+    (pair,) = got.values()
+    n_procs, _, n_hits = shape
+    verb, key = hit
+    large = f"{many.nr_vmas:,} VMAs/{n_procs} procs, {n_hits} {verb}"
+    details = {"vmas_large": many.nr_vmas, key: n_hits}
+    return [_result(name, pair, ("1 VMA", large), 20, details)]
+
+
+def _reclaim_batch(fm: _FileMappings) -> _Batch:
+    """Time core reclaim of one page-cache folio at the target offset, mapped (untimed) in
+    every overlapping VMA and not used since (the accessed bits clear): one kswapd pass,
+    which walks the reverse map for young PTEs (``folio_referenced``), walks it again to
+    unmap the folio everywhere (``try_to_unmap``), asks ``release_folio`` and frees it."""
+    from .model.filemap import filemap_add_folio, folio_unlock
+    from .model.fs import AddressSpaceOperationsStruct
+    from .model.memory import vm_insert_page
+    from .model.mmap_lock import mmap_read_lock, mmap_read_unlock
+    from .model.page_alloc import GFP_KERNEL, PageKind
+
+    k = fm.kernel
+    mapping = fm.mapping
+    mapping.a_ops = AddressSpaceOperationsStruct("bench_aops", release_folio=lambda p, g: True)
+    mapping.release_always = True
+    task = next(iter(k.processes.values())).task
+
+    def batch(reps: int) -> dict[str, int]:
+        clock = time.perf_counter_ns
+        total = 0
+        for _ in range(reps):
+            with k.enter(task, "bench setup"):
+                page = k.pages.alloc_page(int(GFP_KERNEL), PageKind.KERNEL)
+                filemap_add_folio(mapping, page, TARGET_PGOFF, int(GFP_KERNEL))
+                folio_unlock(k, page)
+                k.pages.put_page(page)  # the page cache's reference is the last
+                for vma, addr in fm.hits:
+                    mmap_read_lock(vma.vm_mm)
+                    vm_insert_page(vma, addr, page)
+                    mmap_read_unlock(vma.vm_mm)
+                    pte = vma.vm_mm.pgtables.lookup(addr // PAGE)
+                    assert pte is not None
+                    pte.young = False  # mapped long ago, not touched since
+            stolen = k.counters.pgsteal_kswapd
+            t0 = clock()
+            k.shrink()
+            total += clock() - t0
+            if k.counters.pgsteal_kswapd - stolen != 1 or mapping.pages:
+                raise AssertionError("the kswapd pass did not reclaim the folio")
+        return {"reclaim": total}
+
+    return batch
+
+
+def bench_lru_reclaim(
+    *, shape: tuple[int, int, int] = (100, 10, 10), reps: int = 50, batches: int = 21
+) -> list[BenchResult]:
+    """Core reclaim of one mapped, unused page-cache folio by a kswapd pass
+    (``shrink_folio_list``: ``folio_referenced``, ``try_to_unmap``, ``release_folio``,
+    ``__remove_mapping``), on a file mapped by 1 VMA against one mapped by many: the
+    reverse-map walks visit only the VMAs that map the folio.
+
+    Args:
+        shape: the large case: processes, VMAs in each, and how many of all those VMAs map
+            the folio.
+        reps: folios reclaimed per batch.
+        batches: batches per case (the median batch counts).
+
+    Returns:
+        One result.
+    """
+    return _one_vma_against_many(
+        "core reclaim of 1 mapped folio",
+        _build_file_mappings,
+        _reclaim_batch,
+        shape,
+        ("map it", "mapping_large"),
+        reps=reps,
+        batches=batches,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # safe layer overhead
 
@@ -835,21 +947,15 @@ def bench_ftruncate(
     Returns:
         One result.
     """
-    one = _build_memfd_mappings(1, 1, 1)
-    many = _build_memfd_mappings(n_procs, vmas_per_proc, n_hits)
-    got = _interleaved(batches, reps, _ftruncate_batch(one), _ftruncate_batch(many))
-    for mf in (one, many):
-        if mf.kernel.dmesg:
-            raise AssertionError("kernel reports:\n" + "\n".join(mf.kernel.dmesg))
-    return [
-        _result(
-            "ftruncate, shrink by 1 page",
-            got["ftruncate"],
-            ("1 VMA", f"{many.nr_vmas:,} VMAs/{n_procs} procs, {n_hits} hit"),
-            20,
-            {"vmas_large": many.nr_vmas, "overlapping_large": n_hits},
-        )
-    ]
+    return _one_vma_against_many(
+        "ftruncate, shrink by 1 page",
+        _build_memfd_mappings,
+        _ftruncate_batch,
+        (n_procs, vmas_per_proc, n_hits),
+        ("hit", "overlapping_large"),
+        reps=reps,
+        batches=batches,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1625,6 +1731,7 @@ def run_all(
     out = bench_vma_ops(small, large, reps=n(100), lookup_reps=n(1024))
     out += bench_unmap_mapping_range(reps=n(100))
     out += bench_ftruncate(reps=n(50))
+    out += bench_lru_reclaim(reps=n(50))
     out += bench_safe_layer(reps=n(300))
     out += bench_switch(reps=n(2000))
     out += bench_switch_mechanism(reps=n(2000))

@@ -37,8 +37,8 @@ def _demo(argv: Sequence[str], out: TextIO) -> int:
 
     parser = argparse.ArgumentParser(
         prog="safemm demo",
-        description="Compare three binder-style drivers (eager-insert, insert-on-receive, "
-        "fault-and-unmap) on the same deterministic workloads.",
+        description="Compare four binder-style drivers (eager-insert, insert-on-receive, "
+        "fault-and-unmap, lru-reclaim) on the same deterministic workloads.",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from safemm import Kernel
+from safemm import MAP_SHARED, PAGE_SIZE, PROT_READ, Kernel, Process
+from safemm.demo.drivers import BinderDriver, abi
 from safemm.explore import Exploration, Failure, explore, replay
 
 Scenario = Callable[[Kernel], object]
@@ -50,3 +51,38 @@ def assert_replays(
         replay(scenario, failure.schedule, kernel_factory=kernel_factory)
     assert getattr(e.value, "contract", None) == failure.contract
     assert str(e.value).splitlines()[0] == str(failure.error).splitlines()[0]
+
+
+def assert_pct_finds_one(scenario: Scenario, error: type[BaseException], *words: str) -> Failure:
+    """``pct`` (300 schedules, seed 0) finds exactly one failure, an ``error`` whose message
+    holds each of ``words``, and ``replay`` reproduces it. Returns it for further checks."""
+    ex = explore(scenario, strategy="pct", schedules=300, seed=0, kernel_factory=small_kernel)
+    assert len(ex.failures) == 1, ex.report()
+    (f,) = ex.failures
+    assert isinstance(f.error, error), ex.report()
+    for w in words:
+        assert w in str(f.error), (w, str(f.error))
+    assert_replays(scenario, f)
+    return f
+
+
+def received_and_freed(
+    k: Kernel, driver: BinderDriver, data: bytes, *, flags: int = MAP_SHARED, touch: bool
+) -> tuple[Process, int, int, int]:
+    """Register a demo ``driver``; a receiver opens and maps four pages read-only, sends
+    ``data`` to itself, receives it at the start of its mapping, reads it back (``touch``:
+    its PTE then maps the page) and frees it (the slot keeps its page, reclaimable).
+    Returns ``(receiver, fd, target id, address)``."""
+    k.register_device(abi.DEVICE_PATH, driver)
+    r = k.spawn("receiver")
+    fd = r.open(abi.DEVICE_PATH)
+    base = r.mmap(None, 4 * PAGE_SIZE, PROT_READ, flags, fd)
+    me = r.ioctl(fd, abi.SAFEBINDER_GET_ID)
+    assert isinstance(me, int)
+    r.ioctl(fd, abi.SAFEBINDER_SEND, (me, data))
+    addr, _ = abi.parse_recv(r.ioctl(fd, abi.SAFEBINDER_RECV))
+    assert addr == base
+    if touch and r.read(addr, len(data)) != data:
+        raise AssertionError(f"read back {r.read(addr, len(data))!r}, sent {data!r}")
+    r.ioctl(fd, abi.SAFEBINDER_FREE, addr)
+    return r, fd, me, addr

@@ -1,4 +1,4 @@
-"""Put the explorer's output for the seven races of a real run into ``docs/concurrency.md``.
+"""Put the explorer's output for the eight races of a real run into ``docs/concurrency.md``.
 
 Each race below runs the explorer exactly as the page shows, and its report replaces the
 body of the page's block::
@@ -96,6 +96,15 @@ def _race7() -> Exploration:
     )
 
 
+def _race8() -> Exploration:
+    from .races import small_kernel
+    from .test_race_lru_reclaim import LookFirstDriver, _scenario
+
+    return explore(
+        _scenario(LookFirstDriver), strategy="pct", schedules=300, kernel_factory=small_kernel
+    )
+
+
 RACES: dict[str, Callable[[], Exploration]] = {
     "1": _race1,
     "2": _race2,
@@ -104,6 +113,7 @@ RACES: dict[str, Callable[[], Exploration]] = {
     "5": _race5,
     "6": _race6,
     "7": _race7,
+    "8": _race8,
 }
 
 

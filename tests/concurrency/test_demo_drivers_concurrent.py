@@ -28,6 +28,7 @@ from safemm.demo.drivers import (
     EagerInsertDriver,
     FaultAndUnmapDriver,
     InsertOnReceiveDriver,
+    LruReclaimDriver,
 )
 from safemm.demo.drivers.abi import (
     DEVICE_PATH,
@@ -158,7 +159,7 @@ def _passes_pct(scenario: Callable[[Kernel], None]) -> None:
     assert ex.schedules_run == SCHEDULES and ex.tasks >= 4
 
 
-DRIVERS = [EagerInsertDriver, InsertOnReceiveDriver, FaultAndUnmapDriver]
+DRIVERS = [EagerInsertDriver, InsertOnReceiveDriver, FaultAndUnmapDriver, LruReclaimDriver]
 
 
 @pytest.mark.parametrize("driver_cls", DRIVERS, ids=[d.strategy for d in DRIVERS])

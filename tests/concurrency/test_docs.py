@@ -1,4 +1,4 @@
-"""docs/concurrency.md shows what the explorer really prints for the seven races."""
+"""docs/concurrency.md shows what the explorer really prints for the eight races."""
 
 from __future__ import annotations
 

@@ -395,3 +395,37 @@ def test_spinlock_holder_is_never_preempted() -> None:
     k.concurrently(_as(k, a, holder), _as(k, b, other))
     assert log == ["a", "a", "a", "b"]
     assert k.dmesg == []
+
+
+# ------------------------------------------------------------------------ folio lock
+
+
+def test_folio_lock_sleeps_until_the_holder_unlocks() -> None:
+    """``folio_lock`` (include/linux/pagemap.h, ``__folio_lock``): a task finding
+    ``PG_locked`` set sleeps, and ``folio_unlock`` (``folio_wake_bit``) wakes it."""
+    from safemm.model.filemap import folio_lock, folio_unlock
+    from safemm.model.page_alloc import GFP_KERNEL, PageKind
+
+    k, pol, (a, b) = _setup(2)
+    page = k.pages.alloc_page(int(GFP_KERNEL), PageKind.KERNEL)
+    log: list[str] = []
+
+    def holder() -> None:
+        folio_lock(k, page)
+        log.append("a locked")
+        yield_to(k, pol, 1, 0)  # b sleeps in folio_lock
+        assert page.locked_by is a.task
+        log.append("a unlocks")
+        folio_unlock(k, page)
+
+    def waiter() -> None:
+        folio_lock(k, page)
+        log.append("b locked")
+        folio_unlock(k, page)
+
+    k.concurrently(_as(k, a, holder), _as(k, b, waiter))
+    assert log == ["a locked", "a unlocks", "b locked"]
+    assert page.locked_by is None
+    sched = pol.sched
+    assert sched is not None
+    assert any(e.note == "blocked" and "folio lock of pfn" in e.label for e in sched.trace)

@@ -32,12 +32,9 @@ from collections.abc import Callable
 
 from typing_extensions import override
 
-from safemm import PAGE_SIZE, PROT_READ, BusError, Kernel, StaleReferenceError
+from safemm import MAP_PRIVATE, PAGE_SIZE, BusError, Kernel, StaleReferenceError
 from safemm.demo.drivers import FaultAndUnmapDriver
 from safemm.demo.drivers.abi import (
-    DEVICE_PATH,
-    SAFEBINDER_FREE,
-    SAFEBINDER_GET_ID,
     SAFEBINDER_RECV,
     SAFEBINDER_SEND,
     parse_recv,
@@ -50,7 +47,13 @@ from safemm.fs import VmFault, VmFaultReason
 from safemm.page import PageLock
 from safemm.shrinker import LruStatus, LruWalk
 
-from .races import assert_dfs_passes, assert_replays, small_kernel
+from .races import (
+    assert_dfs_passes,
+    assert_pct_finds_one,
+    assert_replays,
+    received_and_freed,
+    small_kernel,
+)
 
 OLD = b"old!" * 3
 NEW = b"new!" * 3
@@ -110,15 +113,7 @@ def _scenario(driver_cls: type[FaultAndUnmapDriver]) -> Callable[[Kernel], None]
     as sent."""
 
     def scenario(k: Kernel) -> None:
-        k.register_device(DEVICE_PATH, driver_cls())
-        r = k.spawn("receiver")
-        fd = r.open(DEVICE_PATH)
-        base = r.mmap(None, 4 * PAGE_SIZE, PROT_READ, 0x02, fd)  # MAP_PRIVATE
-        me = r.ioctl(fd, SAFEBINDER_GET_ID)
-        r.ioctl(fd, SAFEBINDER_SEND, (me, OLD))
-        addr, _ = parse_recv(r.ioctl(fd, SAFEBINDER_RECV))
-        assert addr == base
-        r.ioctl(fd, SAFEBINDER_FREE, addr)
+        r, fd, me, addr = received_and_freed(k, driver_cls(), OLD, flags=MAP_PRIVATE, touch=False)
 
         def read() -> bytes | None:
             try:
@@ -153,14 +148,12 @@ def test_locking_the_page_after_dropping_the_driver_lock_uses_a_freed_page() -> 
 
 
 def test_reclaim_without_the_page_lock_leaves_a_stale_pte() -> None:
-    broken = _scenario(NoPageLockReclaimDriver)
-    ex = explore(broken, strategy="pct", schedules=300, seed=0, kernel_factory=small_kernel)
-    assert len(ex.failures) == 1, ex.report()
-    (f,) = ex.failures
-    assert isinstance(f.error, AssertionError)
-    assert f"where the new buffer {NEW!r} is" in str(f.error)
-    assert f"read {OLD!r}" in str(f.error)
-    assert_replays(broken, f)
+    assert_pct_finds_one(
+        _scenario(NoPageLockReclaimDriver),
+        AssertionError,
+        f"where the new buffer {NEW!r} is",
+        f"read {OLD!r}",
+    )
 
 
 def test_demo_driver_passes_every_schedule_within_three_preemptions() -> None:

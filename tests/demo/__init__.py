@@ -1,1 +1,1 @@
-"""Tests of the binder demo: the three drivers, their workloads and the report."""
+"""Tests of the binder demo: the four drivers, their workloads and the report."""

@@ -143,9 +143,16 @@ def test_read_after_free_and_reclaim_is_sigbus(h: Harness) -> None:
     assert off is not None
     assert b.proc.read(b.base, 6) == b"secret"
     h.free(b, off)
-    assert h.driver.lru.count() == 1
-    assert h.shrink() == 1
-    assert h.driver.stats.pages_reclaimed == 1
+    if h.driver.uses_shrinker:
+        assert h.driver.lru.count() == 1
+        assert h.shrink() == 1
+        assert h.driver.stats.pages_reclaimed == 1
+    else:
+        # Core reclaim: the receiver's PTE is young, so the first pass only marks the folio
+        # referenced; unused since, the second unmaps it and release_folio lets it go.
+        assert h.shrink() == 0
+        assert h.shrink() == 1
+        assert h.kernel.counters.release_folio == 1
     with pytest.raises(BusError):
         b.proc.read(b.base, 6)
 
@@ -304,8 +311,8 @@ def test_mmap_from_another_process(cls: type[BinderDriver]) -> None:
 @pytest.mark.parametrize("cls", ALL, ids=list(STRATEGIES))
 def test_fork(cls: type[BinderDriver]) -> None:
     """VM_DONTCOPY strategies: the child has no mapping and may not receive (EPERM).
-    Fault-and-unmap: the child's copy faults from the same pages, and reclaim unmaps the
-    child's PTEs with the parent's."""
+    Fault-and-unmap and lru-reclaim: the child's copy faults from the same pages, and reclaim
+    unmaps the child's PTEs with the parent's."""
     h = Harness(cls)
     a = h.endpoint("a")
     b = h.endpoint("b")
@@ -314,12 +321,14 @@ def test_fork(cls: type[BinderDriver]) -> None:
     assert off is not None
     child = h.fork(b)
     h.send(a, b.channel, b"to the child")
-    if cls is FaultAndUnmapDriver:
+    if not cls.dontcopy:
         assert child.layout == b.layout
         h.recheck_held(child)  # faults the page in, in the child
         assert h.recv(child) is not None
         h.free(b, off)
-        assert h.shrink() == 1
+        # lru-reclaim: the first pass finds two young PTEs (parent and child) and activates
+        # the folio; it comes back to the inactive list when that runs low, and goes then.
+        assert sum(h.shrink() for _ in range(1 if cls.uses_shrinker else 4)) == 1
         with pytest.raises(BusError):  # the child's PTE went with the parent's
             child.proc.read(child.base, 1)
     else:

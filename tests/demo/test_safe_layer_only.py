@@ -15,6 +15,7 @@ DRIVERS = Path(safemm.demo.drivers.__file__).parent
 #: constants), its own modules, and the standard library helpers it uses.
 ALLOWED = {
     "safemm",
+    "safemm.folio",
     "safemm.fs",
     "safemm.mm",
     "safemm.page",

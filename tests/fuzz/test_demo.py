@@ -1,4 +1,4 @@
-"""The demo's three binder-style drivers under the fuzzer, with their ioctl ABI: no failure.
+"""The demo's four binder-style drivers under the fuzzer, with their ioctl ABI: no failure.
 
 The budgets here are small so that CI stays fast; docs/fuzzing.md records the long runs
 (2,000 programs sequential, 500 with races, per driver).

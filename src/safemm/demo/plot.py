@@ -14,7 +14,7 @@ from .report import COSTS, RunResult
 __all__ = ["PlotError", "render_svg", "write_plot"]
 
 #: One colour per strategy (colour-blind safe: Okabe-Ito).
-COLOURS = ("#0072B2", "#E69F00", "#009E73")
+COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7")
 
 
 class PlotError(Exception):

@@ -113,7 +113,7 @@ ROWS: list[Row] = [
     ("sends refused", lambda r: _errs(dict(r.tally.send_failed))),
     ("receives refused", lambda r: _errs(dict(r.tally.recv_failed))),
     (
-        "pages allocated / reused off the lru",
+        "pages allocated / reused (still on the lru)",
         lambda r: _slash(r.driver["pages_allocated"], r.driver["pages_reused"]),
     ),
     ("pages inserted (vm_insert_page)", lambda r: str(r.driver["pages_inserted"])),
@@ -123,8 +123,23 @@ ROWS: list[Row] = [
     ("pages reclaimed by the shrinker", lambda r: str(r.driver["pages_reclaimed"])),
     ("shrinker skips (lock busy, or mm gone)", lambda r: str(r.driver["shrinker_skips"])),
     (
-        "reclaim: direct / kswapd scans",
+        "reclaim: direct reclaims / shrinker scans",
         lambda r: _slash(r.counters["direct_reclaim"], r.counters["shrinker_scans"]),
+    ),
+    (
+        "core reclaim: LRU folios scanned / freed",
+        lambda r: _slash(
+            r.counters["pgscan_kswapd"] + r.counters["pgscan_direct"],
+            r.counters["pgsteal_kswapd"] + r.counters["pgsteal_direct"],
+        ),
+    ),
+    (
+        "rmap walks / PTEs they looked at",
+        lambda r: _slash(r.counters["rmap_walk"], r.counters["rmap_pte"]),
+    ),
+    (
+        "release_folio: asked / refused",
+        lambda r: _slash(r.counters["release_folio"], r.counters["release_folio_refused"]),
     ),
     (
         "mmap_lock by driver: read / trylock / failed",
@@ -203,7 +218,7 @@ def render_text(results: Sequence[RunResult], seed: int, times: bool = True) -> 
     """The report: one table per workload (a column per strategy), the checks, and the
     failure paths of the runs with fault injection."""
     strategies = list(STRATEGIES)
-    out = [f"safemm demo: three binder-style drivers, seed {seed}", ""]
+    out = [f"safemm demo: {len(strategies)} binder-style drivers, seed {seed}", ""]
     by = {(r.workload, r.strategy): r for r in results}
     workloads = list(dict.fromkeys(r.workload for r in results))
     width = max(len(label) for label, _ in ROWS) + 2

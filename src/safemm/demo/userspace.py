@@ -306,7 +306,7 @@ class Harness:
         return self.rng.randbytes(self.rng.randint(1, max_pages * PAGE_SIZE))
 
     def shrink(self, nr: int | None = None) -> int:
-        """Memory pressure: kswapd runs the shrinkers."""
+        """Memory pressure: kswapd reclaims (the LRU lists, then the shrinkers)."""
         return self.kernel.shrink(nr)
 
     # ------------------------------------------------------------------ the receiver's mm

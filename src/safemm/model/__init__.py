@@ -17,6 +17,7 @@ from .errors import Livelock as Livelock
 from .errors import SegmentationFault as SegmentationFault
 from .errors import StaleReferenceError as StaleReferenceError
 from .fs import AddressSpace as AddressSpace
+from .fs import AddressSpaceOperationsStruct as AddressSpaceOperationsStruct
 from .fs import File as File
 from .fs import FileOperationsStruct as FileOperationsStruct
 from .fs import Inode as Inode

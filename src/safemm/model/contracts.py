@@ -233,6 +233,44 @@ CONTRACTS: dict[str, Contract] = dict(
             "held), and trylock the page in reclaim before unmapping and freeing it",
         ),
         _c(
+            "folio-locked",
+            "operations on a page-cache folio that need its lock (removal, release_folio, "
+            "unmapping and freeing it in reclaim) run with PG_locked held, and folio_unlock "
+            "is called once per lock",
+            "mm/filemap.c folio_unlock, filemap_release_folio, __filemap_remove_folio "
+            "VM_BUG_ON_FOLIO(!folio_test_locked(folio)); mm/vmscan.c __remove_mapping",
+            "lock the folio first (Folio.lock(), AddressSpaceOwned.filemap_lock_folio()) and "
+            "call the operation on the FolioGuard; unlock each guard once",
+        ),
+        _c(
+            "pagecache-free",
+            "a page-cache folio leaves every page table before it leaves the page cache, and "
+            "the page cache before it is freed",
+            'mm/filemap.c filemap_unaccount_folio ("Bad page cache", CONFIG_DEBUG_VM); '
+            'mm/page_alloc.c free_page_is_bad ("non-NULL mapping")',
+            "unmap the folio's offset (unmap_mapping_range) and remove it from the page cache "
+            "(FolioGuard.filemap_remove_folio()) before the last reference goes",
+        ),
+        _c(
+            "release-folio-gfp",
+            "->release_folio must not sleep when its gfp mask lacks __GFP_DIRECT_RECLAIM",
+            'mm/filemap.c filemap_release_folio ("whether the call may block"); '
+            "mm/truncate.c mapping_evict_folio passes 0",
+            "check gfp in release_folio and answer without blocking (trylocks only, or return "
+            "False) when gfp lacks Gfp.DIRECT_RECLAIM",
+            kernel_checks=False,
+        ),
+        _c(
+            "pagecache-foreign",
+            "a driver adds folios to and removes them from only the page cache of a mapping it "
+            "created (its own anonymous inode)",
+            "mm/filemap.c filemap_add_folio (no owner check); review (binder pages in a "
+            "per-open anonymous inode's address_space)",
+            "create the mapping with AddressSpaceOperations.new_mapping() and use that "
+            "AddressSpaceOwned; never insert into file.mapping of a file you did not set up",
+            kernel_checks=False,
+        ),
+        _c(
             "zap-range",
             "zap_page_range_single must be given a range inside the VMA",
             "rust/kernel/mm/virt.rs zap_page_range_single (range check, v10)",

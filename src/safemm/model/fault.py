@@ -114,6 +114,9 @@ def user_access(mm: MmStruct, task: Task, addr: int, write: bool) -> Pte | HugeP
         pte = pt.lookup(addr >> PAGE_SHIFT)
         if _ok(pte, write):
             assert pte is not None
+            # The MMU sets the accessed bit on every access through the PTE (reclaim's
+            # folio_referenced reads and clears it).
+            pte.young = True
             return pte
         with k.enter(task, "page fault"):
             do_user_addr_fault(mm, addr, write)

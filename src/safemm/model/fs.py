@@ -32,6 +32,7 @@ __all__ = [
     "FMODE_READ",
     "FMODE_WRITE",
     "AddressSpace",
+    "AddressSpaceOperationsStruct",
     "File",
     "FileOperationsStruct",
     "Inode",
@@ -60,21 +61,57 @@ class FileOperationsStruct:
     owner: object = None
 
 
+@dataclass(frozen=True, eq=False)
+class AddressSpaceOperationsStruct:
+    """An ``address_space_operations``: the hooks reclaim and the page cache call on a
+    mapping's folios (None = not provided).
+
+    ``release_folio(folio, gfp)`` is asked, with the folio locked, whether the folio's private
+    state can go so the folio can be freed (``filemap_release_folio``); it returns False to
+    keep the folio. ``free_folio(folio)`` is told after a folio left the page cache
+    (``__remove_mapping``, ``filemap_remove_folio``). ``owner`` identifies the driver.
+    """
+
+    name: str
+    release_folio: Callable[[Page, int], bool] | None = None
+    free_folio: Callable[[Page], None] | None = None
+    owner: object = None
+
+
 class AddressSpace:
     """An ``address_space``: an inode's page cache and ``i_mmap``, every VMA mapping it.
 
     Invariant: ``i_mmap`` holds exactly the attached VMAs, in any mm, whose
-    ``vm_file.f_mapping`` is this mapping, each under its page-offset range; ``pages`` maps
-    page offsets to page-cache pages, each holding one reference for the cache.
+    ``vm_file.f_mapping`` is this mapping, each under its page-offset range; ``pages`` (the
+    ``i_pages`` xarray) maps page offsets to page-cache pages, each with ``mapping`` set to
+    this mapping and ``index`` to its offset, and holding one reference for the cache.
+    ``a_ops`` are the driver's hooks (None: the default ones); ``owner`` the driver that
+    allocated the inode (strict-mode ownership checks); ``release_always`` is
+    ``AS_RELEASE_ALWAYS`` (``mapping_set_release_always``: reclaim asks ``release_folio``
+    about every folio, private data or not); ``private_data`` is ``i_private_data``.
     """
 
-    __slots__ = ("host", "i_mmap", "i_mmap_rwsem", "pages")
+    __slots__ = (
+        "a_ops",
+        "host",
+        "i_mmap",
+        "i_mmap_rwsem",
+        "owner",
+        "pages",
+        "private_data",
+        "release_always",
+    )
 
     def __init__(self, host: Inode) -> None:
         self.host = host
         self.i_mmap: IntervalTree[Vma] = IntervalTree()
         self.i_mmap_rwsem = RwSemaphore(f"inode{host.ino}->i_mmap_rwsem", I_MMAP_CLASS)
         self.pages: dict[int, Page] = {}
+        self.a_ops: AddressSpaceOperationsStruct | None = None
+        self.release_always = False
+        self.private_data: object = None
+        #: The driver that allocated the inode (``alloc_anon_inode`` in its code), or None.
+        self.owner: object = None
 
     @override
     def __repr__(self) -> str:
@@ -191,8 +228,11 @@ def _fput(file: File) -> None:
 
 
 def alloc_anon_inode(kernel: Kernel) -> Inode:
-    """``alloc_anon_inode`` (fs/libfs.c): a fresh inode with its own address space."""
-    return Inode(kernel, "anon")
+    """``alloc_anon_inode`` (fs/libfs.c): a fresh inode with its own address space, owned by
+    the driver whose code calls it."""
+    inode = Inode(kernel, "anon")
+    inode.i_mapping.owner = kernel.driver_owner()
+    return inode
 
 
 def shmem_file_setup(kernel: Kernel, kind: str = "shmem", size: int = 0) -> File:

@@ -151,6 +151,28 @@ def _check_i_mmap(mappings: dict[int, AddressSpace], live_mms: set[int]) -> None
                 _fail("i_mmap", f"{vma!r} sits in the i_mmap of another mapping")
 
 
+def _check_page_cache(k: Kernel, mappings: dict[int, AddressSpace]) -> None:
+    lru = k.lruvec
+    for active, lst in ((False, lru.inactive), (True, lru.active)):
+        for pfn, page in lst.items():
+            if page.pfn != pfn or not page.lru or page.active is not active:
+                _fail("lru", f"{page!r} is on the {'in' * (not active)}active list wrongly")
+            if page.kind is PageKind.FREE or page.refcount < 1:
+                _fail("lru", f"free {page!r} is on an LRU list")
+            if page.mapping is not None:
+                mappings.setdefault(id(page.mapping), page.mapping)
+    if any(pfn in lru.active for pfn in lru.inactive):
+        _fail("lru", "a folio is on both LRU lists")
+    for mapping in mappings.values():
+        for index, page in mapping.pages.items():
+            if page.mapping is not mapping or page.index != index or page.refcount < 1:
+                _fail(
+                    "page-cache",
+                    f"{mapping!r} caches {page!r} at {index}, which says index {page.index} "
+                    f"of {page.mapping!r}",
+                )
+
+
 def _check_locks(k: Kernel) -> None:
     if len(k._tasks) != 1:
         return
@@ -164,6 +186,13 @@ def _check_quiescent(k: Kernel) -> None:
     """With no process, no open file and no pending work, every mm must be gone."""
     if k.processes or k.open_files or k._work or k._task_work:
         return
+    if k.lruvec:
+        page = next(iter({**k.lruvec.inactive, **k.lruvec.active}.values()))
+        _fail(
+            "no-leaks",
+            f"{len(k.lruvec)} page-cache folio(s) outlive every file, e.g. {page!r} at index "
+            f"{page.index} of {page.mapping!r} (the page cache was never truncated)",
+        )
     for mm in k.mms.values():
         _fail(
             "no-leaks",
@@ -187,6 +216,7 @@ def check_invariants(k: Kernel) -> None:
     for f in k.open_files.values():
         mappings[id(f.f_mapping)] = f.f_mapping
     _check_i_mmap(mappings, live)
+    _check_page_cache(k, mappings)
     _check_pages(k, mapcounts)
     _check_locks(k)
     _check_quiescent(k)

@@ -30,7 +30,9 @@ from .page_alloc import GFP_KERNEL, PageAllocator
 from .printk import WARN_KINDS, Splat, SplatKind
 from .runqueue import DEFAULT_MAX_STEPS, RandomPolicy, SchedPolicy, Scheduler, SwitchKind
 from .sched import PF_KTHREAD, PF_MEMALLOC, Rcu, Task
-from .shrinker import Shrinker, shrink_slab
+from .shrinker import Shrinker
+from .swap import Lruvec
+from .vmscan import shrink_node, try_to_free_pages
 from .vmstat import Counters
 
 if TYPE_CHECKING:
@@ -259,6 +261,8 @@ class Kernel:
         #: Every mm_struct not yet freed (mm_count > 0), by id.
         self.mms: dict[int, MmStruct] = {}
         self.shrinkers: list[Shrinker] = []
+        #: The file LRU lists of the one node (page-cache folios reclaim may free).
+        self.lruvec = Lruvec()
         self.open_files: dict[int, File] = {}
         self._pids = itertools.count(1)
         #: Per-kernel numbering of mms, VMAs, anon_vmas, files, inodes, ... (see ``new_id``).
@@ -376,16 +380,28 @@ class Kernel:
         shrinker.registered = False
 
     def shrink(self, nr_to_scan: int | None = None) -> int:
-        """Memory pressure: kswapd runs every shrinker; returns the objects freed."""
+        """Memory pressure: kswapd reclaims (``shrink_node``): it scans ``nr_to_scan``
+        folios of the inactive file LRU (all when None) and frees those nobody uses, then asks
+        every shrinker for ``nr_to_scan`` objects (all when None). Returns the pages and
+        objects freed."""
         n: object = nr_to_scan
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
             raise KernelError(errno.EINVAL, f"shrink: bad nr_to_scan {nr_to_scan!r}")
         with self.enter(self._kswapd, "kswapd"):
             self.fs_reclaim_acquire("mm/vmscan.c:kswapd")
             try:
-                return shrink_slab(self, int(GFP_KERNEL), nr_to_scan)
+                return shrink_node(self, int(GFP_KERNEL), nr_to_scan, kswapd=True)
             finally:
                 self.fs_reclaim_release("mm/vmscan.c:kswapd")
+
+    def drop_caches(self) -> int:
+        """``echo 1 > /proc/sys/vm/drop_caches`` (fs/drop_caches.c), written by a kernel
+        thread: evict every page-cache folio on the LRU that nobody uses, asking each
+        mapping's ``release_folio`` with a gfp mask of 0. Returns the folios evicted."""
+        from .truncate import drop_caches
+
+        with self.enter(self._kworker, "drop_caches"):
+            return drop_caches(self)
 
     def flush_work(self) -> None:
         """Run all deferred work now (``flush_scheduled_work``); inside :meth:`concurrently`,
@@ -526,14 +542,15 @@ class Kernel:
         self.lockdep.release(self.current, self.fs_reclaim_map, where)
 
     def direct_reclaim(self, gfp: int) -> None:
-        """``__alloc_pages_direct_reclaim``: run the shrinkers in the allocating task."""
+        """``__alloc_pages_direct_reclaim``: reclaim ``SWAP_CLUSTER_MAX`` LRU folios and run
+        the shrinkers (``try_to_free_pages``) in the allocating task."""
         t = self.current
         old = t.flags
         t.flags |= PF_MEMALLOC
         self.fs_reclaim_acquire("mm/page_alloc.c:__perform_reclaim")
         try:
             with self.kernel_section("direct reclaim"):
-                shrink_slab(self, gfp, SWAP_CLUSTER_MAX)
+                try_to_free_pages(self, gfp, SWAP_CLUSTER_MAX)
         finally:
             self.fs_reclaim_release("mm/page_alloc.c:__perform_reclaim")
             t.flags = old

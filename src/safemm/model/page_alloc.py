@@ -98,20 +98,26 @@ class Page:
     """A ``struct page`` of one 4 KiB frame.
 
     Invariant: ``refcount >= mapcount >= 0`` while allocated (``kind`` is not FREE);
-    ``refcount == mapcount == 0`` while free. ``special_maps`` counts special (pfn) PTEs that
-    name this frame without holding a reference (tracked only to report H11). ``data`` is the
-    frame's contents, created on first write (None reads as zeros).
+    ``refcount == mapcount == 0`` while free; ``lru`` only while allocated (the LRU holds no
+    reference: the last ``put_page`` takes the page off its list, ``__page_cache_release``).
+    ``special_maps`` counts special (pfn) PTEs that name this frame without holding a
+    reference (tracked only to report H11). ``data`` is the frame's contents, created on
+    first write (None reads as zeros).
     """
 
     __slots__ = (
+        "active",
         "data",
+        "dirty",
         "index",
         "kind",
         "locked_by",
+        "lru",
         "mapcount",
         "mapping",
         "pfn",
         "refcount",
+        "referenced",
         "special_maps",
     )
 
@@ -126,6 +132,13 @@ class Page:
         self.special_maps = 0
         #: ``PG_locked``: the task holding the page lock (``trylock_page``), or None.
         self.locked_by: Task | None = None
+        #: ``PG_lru``: on one of the LRU lists (``Kernel.lruvec``); ``PG_active``: which one.
+        self.lru = False
+        self.active = False
+        #: ``PG_referenced`` (the second-chance bit of ``folio_check_references``).
+        self.referenced = False
+        #: ``PG_dirty``: set when a dirty PTE is unmapped (``try_to_unmap_one``).
+        self.dirty = False
 
     def read(self, offset: int, length: int) -> bytes:
         """The bytes at ``[offset, offset+length)`` of the frame."""
@@ -354,19 +367,23 @@ class PageAllocator:
         return True
 
     def unlock_page(self, page: Page, where: str = "mm/filemap.c:folio_unlock") -> None:
-        """``unlock_page``: clear ``PG_locked`` (``VM_BUG_ON_FOLIO(!folio_test_locked)``)."""
+        """``folio_unlock``: clear ``PG_locked`` and wake the tasks sleeping in ``folio_lock``
+        (``folio_wake_bit``). ``VM_BUG_ON_FOLIO(!folio_test_locked(folio))``: unlocking a
+        folio that is not locked (twice, or never locked) is a BUG."""
         k = self.kernel
         if page.locked_by is None:
             k.report(
                 SplatKind.BUG,
-                "page-refcount",
-                f"unlock_page of {page!r}, which is not locked",
+                "folio-locked",
+                f"folio_unlock of {page!r}, which is not locked "
+                "(VM_BUG_ON_FOLIO(!folio_test_locked(folio)))",
                 where,
                 title=f"kernel BUG at {where}!",
             )
         page.locked_by = None
         s = k._sched
         if s is not None:
+            s.wake_up_var(page)
             s.point(SwitchKind.UNLOCK, f"unlock_page pfn {page.pfn:#x}")
 
     def put_page(self, page: Page, where: str = "include/linux/mm.h:put_page") -> None:
@@ -407,6 +424,20 @@ class PageAllocator:
                 title=f"BUG: Bad page state in process {kernel.current.comm}  pfn:{page.pfn:x}",
             )
             page.locked_by = None
+        if page.mapping is not None and page.kind is PageKind.FILE:
+            # free_page_is_bad(): "non-NULL mapping" — the page cache still points at it.
+            kernel.report(
+                SplatKind.WARNING,
+                "pagecache-free",
+                f"page-cache {page!r} (index {page.index} of {page.mapping!r}) freed while "
+                "still in the page cache",
+                where,
+                title=f"BUG: Bad page state in process {kernel.current.comm}  pfn:{page.pfn:x}",
+            )
+            page.mapping.pages.pop(page.index, None)
+        if page.lru:
+            # __page_cache_release(): the last reference takes the folio off its LRU list.
+            kernel.lruvec.del_folio(page)
         if page.special_maps and kernel.strict:
             kernel.report(
                 SplatKind.STRICT,
@@ -417,6 +448,7 @@ class PageAllocator:
             )
         page.kind = PageKind.FREE
         page.mapping = None
+        page.referenced = page.dirty = False
         self._recycled.append(page.pfn)
         kernel.counters.pgfree += 1
 

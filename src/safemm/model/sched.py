@@ -52,6 +52,7 @@ class Task:
         "irqs_disabled",
         "kernel",
         "mm",
+        "nosleep",
         "pid",
         "preempt_count",
         "preempt_reset",
@@ -67,6 +68,9 @@ class Task:
         self.preempt_count = 0
         self.rcu_depth = 0
         self.irqs_disabled = False
+        #: Why this task must not sleep although it is not atomic (a ``release_folio`` called
+        #: with a gfp mask without ``__GFP_DIRECT_RECLAIM``), or None. Strict mode only.
+        self.nosleep: str | None = None
         #: Set when ``__schedule_bug`` reset the preempt count under held spinlocks; their
         #: unlocks then no longer decrement it (the kernel fixes it up on return to user).
         self.preempt_reset = False
@@ -114,7 +118,15 @@ def might_sleep(kernel: Kernel, where: str, *, switch: bool = True) -> None:
             f"locks held: {held}{call}",
             where,
         )
-    elif switch and kernel._sched is not None:
+    elif t.nosleep is not None and kernel.strict:
+        kernel.report(
+            SplatKind.STRICT,
+            "release-folio-gfp",
+            f"{t.comm}/{t.pid} may sleep at {where} inside {t.nosleep}: the caller's gfp mask "
+            "says this hook must not block (it may hold locks reclaim would wait on)",
+            where,
+        )
+    if switch and kernel._sched is not None and not t.in_atomic():
         kernel._sched.point(SwitchKind.MIGHT_SLEEP, where.rsplit(":", 1)[-1])
 
 

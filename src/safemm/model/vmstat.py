@@ -49,6 +49,24 @@ class Counters:
     direct_reclaim: int = 0
     shrinker_scans: int = 0
     shrinker_freed: int = 0
+    #: Folios scanned / reclaimed off the inactive file LRU, by kswapd and by direct reclaim.
+    pgscan_kswapd: int = 0
+    pgscan_direct: int = 0
+    pgsteal_kswapd: int = 0
+    pgsteal_direct: int = 0
+    #: Folios moved to the active list / back to the inactive one; active folios scanned.
+    pgactivate: int = 0
+    pgdeactivate: int = 0
+    pgrefill: int = 0
+    #: Reverse-map walks (folio_referenced, try_to_unmap) and the PTEs they looked at.
+    rmap_walk: int = 0
+    rmap_pte: int = 0
+    #: Folios added to / removed from a page cache.
+    pagecache_add: int = 0
+    pagecache_remove: int = 0
+    #: Calls of a mapping's ->release_folio, and how many said no.
+    release_folio: int = 0
+    release_folio_refused: int = 0
     mmgrab: int = 0
     mmdrop: int = 0
     mmget: int = 0

@@ -12,7 +12,8 @@ from collections import deque
 
 from typing_extensions import override
 
-from safemm.fs import AddressSpace
+from safemm.folio import Folio
+from safemm.fs import AddressSpace, AddressSpaceOwned
 from safemm.mm import OwnedMm
 from safemm.page import GFP_KERNEL, Gfp, Page
 from safemm.sync import Mutex, SpinLock
@@ -96,20 +97,24 @@ class Buffer:
 
 class PageSlot:
     """Page ``index`` of an area: the driver's reference on the page behind it (if any), and
-    whether that page was inserted at ``area.base + index * PAGE_SIZE``.
+    whether that page was inserted at ``area.base + index * PAGE_SIZE``. The lru-reclaim
+    strategy keeps a page-cache folio instead (``folio``, its pin) and the flag that says
+    whether a buffer uses it (``in_use``).
 
-    Invariant: ``page``, ``inserted`` and membership of the driver's list_lru change only
-    under ``area.lock``; a slot is on the list_lru exactly when its page belongs to no
-    buffer (it is reclaimable).
+    Invariant: ``page``, ``inserted``, ``folio``, ``in_use`` and membership of the driver's
+    list_lru change only under ``area.lock``; a slot is on the list_lru exactly when its page
+    belongs to no buffer (it is reclaimable); ``in_use`` only with a ``folio``.
     """
 
-    __slots__ = ("area", "index", "inserted", "page")
+    __slots__ = ("area", "folio", "in_use", "index", "inserted", "page")
 
     def __init__(self, area: Area, index: int) -> None:
         self.area = area
         self.index = index
         self.page: Page | None = None
         self.inserted = False
+        self.folio: Folio | None = None
+        self.in_use = False
 
     def require_page(self) -> Page:
         """The slot's page; the caller knows there is one (its buffer owns the slot)."""
@@ -117,6 +122,13 @@ class PageSlot:
         if page is None:
             raise RuntimeError(f"slot {self.index} of area {self.area.id} has no page")
         return page
+
+    def require_folio(self) -> Folio:
+        """The slot's folio; the caller knows there is one (its buffer owns the slot)."""
+        folio = self.folio
+        if folio is None:
+            raise RuntimeError(f"slot {self.index} of area {self.area.id} has no folio")
+        return folio
 
     @override
     def __repr__(self) -> str:
@@ -132,8 +144,9 @@ class Area:
     ``npages``, ``mmapped`` (the file was mapped once: a second mmap is EBUSY),
     ``vma_count`` (the VMAs, in any mm, that map the file now) and every slot. ``mm`` is an
     ``mm_count`` reference on the opener's mm (strategies that record it), dropped in
-    ``->release``; ``mapping`` is the file's own address space (the fault-and-unmap
-    strategy).
+    ``->release``; ``mapping`` is the file's own address space (fault-and-unmap and
+    lru-reclaim), and ``cache`` the same mapping as the owner of its page cache
+    (lru-reclaim).
     """
 
     def __init__(self, area_id: int) -> None:
@@ -145,6 +158,7 @@ class Area:
         #: process move the area (a fork child moving its copy must not).
         self.owner_pid = 0
         self.mapping: AddressSpace | None = None
+        self.cache: AddressSpaceOwned[Area] | None = None
         self.mmapped = False
         self.base = 0
         self.npages = 0

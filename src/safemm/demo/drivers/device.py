@@ -75,6 +75,8 @@ class DriverStats:
     pages_faulted: int = 0
     zap_requests: int = 0
     pages_reclaimed: int = 0
+    #: Pages a freed buffer made reclaimable (the flip back is ``pages_reused``).
+    pages_marked_unused: int = 0
     shrinker_skips: int = 0
     mmap_read_lock: int = 0
     mmap_read_trylock: int = 0
@@ -171,11 +173,12 @@ class BinderDriver(FileOperations[Area], abc.ABC):
 
     Class attributes set by each strategy: ``strategy`` (its name), ``records_mm`` (``->open``
     keeps the opener's mm with ``mmgrab``, as binder does), ``dontcopy`` and ``mixedmap`` (the
-    flags ``->mmap`` sets).
+    flags ``->mmap`` sets), ``uses_shrinker`` (register the list_lru shrinker).
     """
 
     strategy: ClassVar[str] = ""
     records_mm: ClassVar[bool] = True
+    uses_shrinker: ClassVar[bool] = True
     dontcopy: ClassVar[bool] = True
     mixedmap: ClassVar[bool] = True
 
@@ -205,7 +208,8 @@ class BinderDriver(FileOperations[Area], abc.ABC):
     @override
     def probe(self) -> None:
         self._lru = ListLru(f"{self.name}_freelist")
-        self._shrinker.register()
+        if self.uses_shrinker:
+            self._shrinker.register()
 
     @override
     def open(self, file: File[Area]) -> None:
@@ -333,8 +337,7 @@ class BinderDriver(FileOperations[Area], abc.ABC):
         # The buffer owns its slots now: no one else writes these pages, and reclaim cannot
         # take them (they are off the list_lru), so no lock is needed to fill them.
         for i in range(npages):
-            chunk = data[i * PAGE_SIZE : (i + 1) * PAGE_SIZE]
-            area.slots[first + i].require_page().write(0, chunk)
+            self.fill_slot(area, first + i, data[i * PAGE_SIZE : (i + 1) * PAGE_SIZE])
         with area.mutex.lock():
             area.queue.append(buf)
         self.stats.buffers_queued += 1
@@ -372,10 +375,22 @@ class BinderDriver(FileOperations[Area], abc.ABC):
         """Give a buffer's range back; its pages become reclaimable, not freed (binder keeps
         them for reuse until the shrinker wants them). Called with ``area.mutex`` held."""
         area.alloc.free(buf.first, buf.npages)
+        self.retire_slots(area, area.slots[buf.first : buf.first + buf.npages])
+
+    def retire_slots(self, area: Area, slots: list[PageSlot]) -> None:
+        """A freed buffer's slots: their pages become reclaimable. By default they go on the
+        list_lru, under ``area.lock``."""
         with area.lock.lock():
-            for slot in area.slots[buf.first : buf.first + buf.npages]:
+            for slot in slots:
                 if slot.page is not None:
                     self.lru.add(slot)
+                    self.stats.pages_marked_unused += 1
+
+    def fill_slot(self, area: Area, index: int, chunk: bytes) -> None:
+        """SEND: write ``chunk`` into the page of slot ``index``, which the sender's buffer
+        owns (reclaim cannot take it: it is off the list_lru). By default the slot's
+        ``Page``."""
+        area.slots[index].require_page().write(0, chunk)
 
     # ------------------------------------------------------------------ helpers for strategies
 
