@@ -140,7 +140,7 @@ def missing_docstrings(name: str) -> list[str]:
 
 #: Public top-level modules the reference leaves out, each with the reason.
 NOT_IN_REFERENCE = {
-    "safemm.bench": "a benchmark script run as python -m safemm.bench; its figures are in the README",
+    "safemm.bench": "a script (python -m safemm.bench); its figures are in the README",
 }
 
 
