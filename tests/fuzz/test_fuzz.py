@@ -96,7 +96,7 @@ def test_tutorial_is_clean_with_races() -> None:
 def test_exception_escaping_a_syscall_is_a_failure() -> None:
     """A ValueError out of ->unlocked_ioctl (hostile default arguments) is a failure, with a
     reproducer that raises it."""
-    r = fuzz_driver(BadArgDriver, examples=100, seed=0, max_failures=1)
+    r = fuzz_driver(BadArgDriver, examples=100, seed=0, max_failures=1, shrink_time=None)
     assert len(r.failures) == 1
     f = r.failures[0]
     assert f.kind == "exception"
@@ -109,7 +109,7 @@ def test_exception_escaping_a_syscall_is_a_failure() -> None:
 
 def test_distinct_failures_each_once() -> None:
     """Two bugs: both found, each once, each with its own verified reproducer."""
-    r = fuzz_driver(TwoBugsDriver, examples=200, seed=0)
+    r = fuzz_driver(TwoBugsDriver, examples=200, seed=0, shrink_time=None)
     kinds = sorted((f.kind, type(f.error).__name__, f.contract) for f in r.failures)
     assert kinds == [("exception", "ValueError", None), ("report", "InvariantError", "leak")]
     for f in r.failures:
@@ -122,7 +122,9 @@ def test_distinct_failures_each_once() -> None:
 def test_lambda_factory_reproducer_says_so() -> None:
     """A factory that cannot be imported is named make_driver, and the reproducer is still
     verified (with the factory bound)."""
-    r = fuzz_driver(lambda: broken.RefuseLeakDriver(), examples=100, seed=0, max_failures=1)
+    r = fuzz_driver(
+        lambda: broken.RefuseLeakDriver(), examples=100, seed=0, max_failures=1, shrink_time=None
+    )
     f = r.failures[0]
     assert "make_driver()" in f.reproducer
     assert "# make_driver: the driver factory you fuzzed" in f.reproducer
@@ -138,6 +140,7 @@ def test_race_reproducer_replays_the_schedule() -> None:
         seed=0,
         concurrency=True,
         max_failures=1,
+        shrink_time=None,
     )
     assert len(r.failures) == 1, r.report()
     f = r.failures[0]

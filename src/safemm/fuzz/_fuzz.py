@@ -177,7 +177,7 @@ def fuzz_driver(
     concurrency: bool = False,
     max_failures: int = 8,
     minimize: bool = True,
-    shrink_time: float = 10.0,
+    shrink_time: float | None = 10.0,
     progress: Callable[[FuzzReport], None] | None = None,
 ) -> FuzzReport:
     """Drive the driver ``factory()`` makes the way hostile and careless user space would,
@@ -200,7 +200,9 @@ def fuzz_driver(
         minimize: run each reproducer (``FuzzFailure.verified`` says whether it failed the
             same way) and delete the statements it does not need.
         shrink_time: seconds hypothesis may spend shrinking each failure (the statement
-            deletion of ``minimize`` comes after, and is quick).
+            deletion of ``minimize`` comes after, and is quick). ``None``: no clock at all —
+            both shrink until nothing shorter fails, so the reproducers depend only on the
+            seed, not on how loaded the machine is (slower; what a regression test wants).
         progress: called about once a second with the report so far.
     """
     n: object = examples
@@ -259,7 +261,7 @@ def fuzz_driver(
             if failure is None:
                 raise
             if minimize:
-                shorten(failure, expr, factory)
+                shorten(failure, expr, factory, None if shrink_time is None else 20.0)
             report.failures.append(failure)
             known.add(failure.key)
             budget -= max(1, session.generated)

@@ -13,6 +13,7 @@ undone. Finally the variables are renumbered in order (``p1, p2, ...``).
 from __future__ import annotations
 
 import gc
+import math
 import re
 import sys
 import time
@@ -96,13 +97,23 @@ def _renumber(lines: list[str]) -> list[str]:
     return [re.sub(r"\b[pfmr]\d+\b", sub, ln) for ln in lines]
 
 
-def minimize(f: FuzzFailure, factory_expr: str, factory: object, time_limit: float = 20.0) -> None:
-    """Verify ``f``'s reproducer (sets ``f.verified``) and shorten it in place."""
+def minimize(
+    f: FuzzFailure, factory_expr: str, factory: object, time_limit: float | None = 20.0
+) -> None:
+    """Verify ``f``'s reproducer (sets ``f.verified``) and shorten it in place.
+
+    Args:
+        f: the failure; its program, steps and reproducer are replaced by the shorter one.
+        factory_expr: how the reproducer names the driver factory.
+        factory: the factory itself.
+        time_limit: seconds the deletion passes may take (``None``: until a pass deletes
+            nothing; every loop is bounded by the program's length).
+    """
     prog = f.program
     if prog is None:
         return
     strip, ns = _factory_namespace(prog, factory_expr, factory)
-    deadline = time.monotonic() + time_limit
+    deadline = math.inf if time_limit is None else time.monotonic() + time_limit
     before = set(_kernels)
 
     def fails(p: Program) -> bool:
