@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Self, final
+from typing import TYPE_CHECKING, final
 
 from typing_extensions import override
 
-from ._scope import _TOKEN, SafeObject, _Token, check_token, running_kernel
+from ._scope import _TOKEN, Releasable, SafeObject, _Token, check_token, running_kernel
 from .model.atomic import may_sleep
 from .model.errors import KernelError, StaleReferenceError
 from .model.mman import PAGE_SIZE
 from .model.page_alloc import GFP_KERNEL, Gfp, PageKind
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .model.kernel import Kernel
     from .model.page_alloc import Page as _RawPage
 
@@ -126,7 +124,7 @@ class Page(SafeObject):
 
 
 @final
-class PageLock(SafeObject):
+class PageLock(Releasable):
     """A locked, pinned page (``PG_locked`` held, one reference): from :meth:`Page.trylock`.
 
     Invariant: until :meth:`unlock` (or until the kernel takes it over from ``->fault``),
@@ -167,15 +165,8 @@ class PageLock(SafeObject):
         self._kernel.pages.unlock_page(page)
         self._kernel.pages.put_page(page, "rust/kernel/page.rs:PageLock::drop")
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    @override
+    def _end_block(self) -> None:
         if not self._done:
             self.unlock()
 
