@@ -5,11 +5,10 @@ taken out with forget() prints nothing."""
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 
 from safemm.model import InvariantError, Kernel, exit_report
 from safemm.model.locking import Mutex
+from tests.python_process import run_python
 
 
 def _report() -> str:
@@ -63,8 +62,6 @@ def test_report_runs_at_interpreter_exit() -> None:
         "kept.leak('Page pfn 0x7a', 'reported before exit')\n"
         "kept.leaks_reported = len(kept.leaks)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
+    done = run_python(code)
     assert "safemm: leak: Page pfn 0x79" in done.stderr
     assert "Page pfn 0x7a" not in done.stderr
