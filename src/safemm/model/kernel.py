@@ -2,13 +2,15 @@
 
 One ``Kernel`` is one machine — page frames, devices, processes, shrinkers, lockdep state,
 counters, ``dmesg`` — and machines share no state, so tests can make as many as they like.
-(The one module-level structure, the weak set of live machines that the interpreter's exit
-report reads to print leaks nobody asked about, changes nothing a machine does: see
-:mod:`safemm.model.exit_report`.) It also
-keeps the execution context the checks need: which task is ``current`` (the process in a
-syscall, ``kswapd`` in ``shrink``, a ``kworker`` running deferred work), which driver's code
-is running (the hook, ioctl or shrinker the model entered it through), task work (``fput``'s
-deferred ``->release``) and the workqueue (``mmput_async``'s deferred teardown).
+It also keeps the execution context the checks need: which task is ``current`` (the process
+in a syscall, ``kswapd`` in ``shrink``, a ``kworker`` running deferred work), which driver's
+code is running (the hook, ioctl or shrinker the model entered it through), task work
+(``fput``'s deferred ``->release``) and the workqueue (``mmput_async``'s deferred teardown).
+
+The one module-level structure is the weak set of live machines that the interpreter's exit
+report reads, to print the leaks nobody asked about (:mod:`safemm.model.exit_report`); it
+changes nothing a machine does. Splats are built and formatted by
+:mod:`safemm.model.printk`; :meth:`Kernel.report` records them and acts on them.
 """
 
 from __future__ import annotations
