@@ -78,9 +78,12 @@ def test_ids_defined_before_use() -> None:
 
 
 def test_reject_files_sort_in_order() -> None:
-    """Reject cases are numbered with two digits, so that they sort in order."""
+    """Reject cases are numbered with two digits, so that they sort in order, and no two
+    share a number (an id names one file)."""
     names = [p.name for p in (ROOT / "tests" / "typing" / "reject").glob("r*.py")]
     assert names and all(re.match(r"r\d\d_", n) for n in names), names
+    numbers = sorted(n[:3] for n in names)
+    assert len(set(numbers)) == len(numbers), numbers
 
 
 def test_every_named_test_exists() -> None:

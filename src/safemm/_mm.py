@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import TYPE_CHECKING, ClassVar, final
 
 from typing_extensions import override
@@ -332,9 +333,9 @@ class _Guard(Scope, Releasable):
         self._owner = owner
         self._struct = mm
 
+    @abstractmethod
     def unlock(self) -> None:
         """Release the lock; every handle taken through this guard becomes stale."""
-        raise NotImplementedError
 
     @override
     def _end_block(self) -> None:

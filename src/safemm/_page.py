@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Self, final
+from typing import TYPE_CHECKING, final
 
 from typing_extensions import override
 
-from ._scope import _TOKEN, SafeObject, _Token, check_token, running_kernel
+from ._scope import _TOKEN, Releasable, SafeObject, _Token, check_token, running_kernel
 from .model.atomic import may_sleep
 from .model.errors import KernelError, StaleReferenceError
 from .model.mman import PAGE_SIZE
 from .model.page_alloc import GFP_KERNEL, Gfp, PageKind
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from .model.kernel import Kernel
     from .model.page_alloc import Page as _RawPage
 
@@ -189,7 +187,7 @@ class HeldPageLock(SafeObject):
 
 
 @final
-class PageLock(HeldPageLock):
+class PageLock(HeldPageLock, Releasable):
     """A locked, pinned page (``PG_locked`` held, one reference): from :meth:`Page.trylock`.
 
     Invariant: until :meth:`unlock` (or until the kernel takes it over from ``->fault``),
@@ -218,14 +216,7 @@ class PageLock(HeldPageLock):
         self._kernel.pages.unlock_page(page)
         self._kernel.pages.put_page(page, "rust/kernel/page.rs:PageLock::drop")
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    @override
+    def _end_block(self) -> None:
         if not self._done:
             self.unlock()

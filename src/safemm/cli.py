@@ -1,45 +1,84 @@
-"""The ``safemm`` command.
+"""The ``safemm`` command: one argparse parser, a subcommand each.
 
-- ``safemm demo [--seed N] [--json] [--plot FILE] [--workload NAME ...]`` — run the three
-  binder-style drivers over the workloads and print the comparison
+- ``safemm demo [--seed N] [--json] [--plot FILE] [--workload NAME ...] [--no-times]`` — run
+  the four binder-style drivers over the workloads and print the comparison
   (:mod:`safemm.demo.report`).
-- ``safemm conformance ...`` — the differential test against the running kernel
-  (:func:`safemm.conformance.compare.main`; its own options).
+- ``safemm conformance [-n N] [--seed S] [--max-steps K] [--show N] [--max-shrinks N]
+  [--kernel-only]`` — the differential test against the running kernel
+  (:func:`safemm.conformance.compare.run_command`).
 - ``safemm explore FILE.py::scenario [--strategy S] [--schedules N] [--preemptions K]
   [--seed S] [--time-limit SECONDS] [--replay TOKEN]`` — search the interleavings of a
   concurrent scenario (:mod:`safemm.explore`); exit status 1 when a schedule failed.
-- ``safemm check PATH... [--mypy] [--strict]`` — sleeping in atomic context, statically
-  (:mod:`safemm.check`); errors in mypy's format, exit status 1 on any error.
+- ``safemm check PATH... [--mypy] [--strict] [--config-file FILE]`` — sleeping in atomic
+  context, statically (:mod:`safemm.check`); errors in mypy's format, exit status 1 on any
+  error.
 - ``safemm fuzz MODULE:FACTORY [--examples N] [--seed S] [--concurrency]
   [--ioctl NUM=STRATEGY ...]`` — fuzz a driver (:mod:`safemm.fuzz`): a progress line while
   it runs, then each distinct failure once (contract, splat, reproducer) and the coverage
   summary; exit status 1 on any failure.
+
+A usage error (no command, an unknown option, an argument the command refuses) prints the
+usage of the command and exits with status 2. Each command imports the code it runs only when
+it runs, so ``safemm check`` does not pay for hypothesis or the conformance suite, and the
+optional dependencies (hypothesis for ``fuzz``, mypy for ``check``) are needed only by their
+command.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from .fuzz import IoctlArg, UserMapping
     from .model.kernel import Kernel
 
-__all__ = ["main"]
+__all__ = ["SUBCOMMANDS", "Subcommand", "build_parser", "main"]
+
+#: What a subcommand runs: the parsed arguments and where to print; returns the exit status.
+Command = Callable[[argparse.Namespace, TextIO], int]
 
 
-def _demo(argv: Sequence[str], out: TextIO) -> int:
-    from .demo.plot import PlotError, write_plot
-    from .demo.report import render_json, render_text, run_demo
-    from .demo.workloads import WORKLOADS
+class UsageError(Exception):
+    """An argument the parser accepted but the command refuses: reported as argparse reports
+    its own errors (the command's usage, the message, exit status 2)."""
 
-    parser = argparse.ArgumentParser(
-        prog="safemm demo",
-        description="Compare four binder-style drivers (eager-insert, insert-on-receive, "
-        "fault-and-unmap, lru-reclaim) on the same deterministic workloads.",
-    )
+
+class _LazyChoices:
+    """The names an option accepts, loaded from the module that defines them only when the
+    option is given or its help printed: building the parser imports no command's code.
+
+    argparse reads ``choices`` with ``in`` (checking a value) and by iterating (an error
+    message, ``%(choices)s`` in a help text); every option using this sets a ``metavar``, so
+    the usage line never iterates it.
+    """
+
+    __slots__ = ("_load", "_names")
+
+    def __init__(self, load: Callable[[], Iterable[str]]) -> None:
+        self._load = load
+        self._names: tuple[str, ...] | None = None
+
+    def _get(self) -> tuple[str, ...]:
+        if self._names is None:
+            self._names = tuple(self._load())
+        return self._names
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._get()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+
+# --------------------------------------------------------------------------------------------
+# demo
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument(
@@ -51,15 +90,26 @@ def _demo(argv: Sequence[str], out: TextIO) -> int:
         "--workload",
         nargs="+",
         metavar="NAME",
-        choices=list(WORKLOADS),
-        help=f"run only these (default: all of {', '.join(WORKLOADS)})",
+        choices=_LazyChoices(_workload_names),
+        help="run only these (default: all of %(choices)s)",
     )
     parser.add_argument(
         "--no-times", action="store_true", help="leave the model times out (fully deterministic)"
     )
-    args = parser.parse_args(list(argv))
+
+
+def _workload_names() -> Iterable[str]:
+    from .demo.workloads import WORKLOADS
+
+    return WORKLOADS
+
+
+def _demo(args: argparse.Namespace, out: TextIO) -> int:
+    from .demo.plot import PlotError, write_plot
+    from .demo.report import render_json, render_text, run_demo
+
     if args.plot and not args.plot.lower().endswith(".svg"):
-        parser.error(f"--plot {args.plot}: the chart is an .svg file (convert it for a PNG)")
+        raise UsageError(f"--plot {args.plot}: the chart is an .svg file (convert it for a PNG)")
     results = run_demo(args.seed, args.workload)
     times = not args.no_times
     if args.json:
@@ -75,6 +125,69 @@ def _demo(argv: Sequence[str], out: TextIO) -> int:
         if not args.json:
             out.write(f"chart written to {args.plot}\n")
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# conformance
+
+
+def _conformance_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-n", "--sequences", type=int, default=2000, help="number of sequences (default 2000)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the random sequences (default 0)"
+    )
+    parser.add_argument(
+        "--max-steps", type=int, default=None, help="longest sequence (default 20)"
+    )
+    parser.add_argument("--show", type=int, default=5, help="mismatches to print (default 5)")
+    parser.add_argument(
+        "--max-shrinks", type=int, default=25, help="mismatches to shrink (default 25; 0: none)"
+    )
+    parser.add_argument(
+        "--kernel-only",
+        action="store_true",
+        help="run the sequences on the kernel only (checks the executor)",
+    )
+
+
+def _conformance(args: argparse.Namespace, out: TextIO) -> int:
+    from .conformance import compare
+    from .conformance.generator import MAX_STEPS
+
+    max_steps: int = MAX_STEPS if args.max_steps is None else args.max_steps
+    return compare.run_command(
+        sequences=args.sequences,
+        seed=args.seed,
+        max_steps=max_steps,
+        show=args.show,
+        max_shrinks=args.max_shrinks,
+        kernel_only=args.kernel_only,
+        out=out,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# explore
+
+
+def _explore_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", help="FILE.py::function")
+    parser.add_argument(
+        "--strategy",
+        choices=_LazyChoices(_strategy_names),
+        default="pct",
+        metavar="STRATEGY",
+        help="how schedules are chosen: %(choices)s (default %(default)s)",
+    )
+    parser.add_argument("--schedules", type=int, default=1000, help="at most N schedules")
+    parser.add_argument(
+        "--preemptions", type=int, default=2, help="preemption bound (dfs) or PCT depth - 1"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS")
+    parser.add_argument("--replay", metavar="TOKEN", help="re-run one schedule exactly")
 
 
 def _load_scenario(spec: str) -> Callable[[Kernel], object]:
@@ -108,29 +221,19 @@ def _load_scenario(spec: str) -> Callable[[Kernel], object]:
     return scenario
 
 
-def _explore(argv: Sequence[str], out: TextIO) -> int:
-    from .explore import STRATEGIES, Exploration, explore, replay
+def _strategy_names() -> Iterable[str]:
+    from .explore import STRATEGIES
 
-    parser = argparse.ArgumentParser(
-        prog="safemm explore",
-        description="Search the interleavings of a concurrent scenario (a function taking a "
-        "Kernel that calls kernel.concurrently) for failures; print each distinct failure "
-        "once with its schedule token and interleaving.",
-    )
-    parser.add_argument("scenario", help="FILE.py::function")
-    parser.add_argument("--strategy", choices=STRATEGIES, default="pct")
-    parser.add_argument("--schedules", type=int, default=1000, help="at most N schedules")
-    parser.add_argument(
-        "--preemptions", type=int, default=2, help="preemption bound (dfs) or PCT depth - 1"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS")
-    parser.add_argument("--replay", metavar="TOKEN", help="re-run one schedule exactly")
-    args = parser.parse_args(list(argv))
+    return STRATEGIES
+
+
+def _explore(args: argparse.Namespace, out: TextIO) -> int:
+    from .explore import Exploration, explore, replay
+
     try:
         scenario = _load_scenario(args.scenario)
     except ValueError as e:
-        parser.error(str(e))
+        raise UsageError(str(e)) from None
     if args.replay:
         try:
             replay(scenario, args.replay)
@@ -159,20 +262,18 @@ def _explore(argv: Sequence[str], out: TextIO) -> int:
             progress=progress,
         )
     except ValueError as e:
-        parser.error(str(e))
+        raise UsageError(str(e)) from None
     if ex.elapsed >= 1.0:
         print(file=sys.stderr)
     out.write(ex.report() + "\n")
     return 0 if ex.ok else 1
 
 
-def _check(argv: Sequence[str], out: TextIO) -> int:
-    parser = argparse.ArgumentParser(
-        prog="safemm check",
-        description="Find sleeping calls in atomic context (spinlocks, RCU read-side sections, "
-        "list_lru isolate callbacks) before the code runs. Errors are printed the way mypy "
-        "prints them; exit status 1 on any error.",
-    )
+# --------------------------------------------------------------------------------------------
+# check
+
+
+def _check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files, directories, packages")
     parser.add_argument(
         "--mypy", action="store_true", help="run mypy (the project's configuration) first"
@@ -184,7 +285,9 @@ def _check(argv: Sequence[str], out: TextIO) -> int:
         "sleep otherwise)",
     )
     parser.add_argument("--config-file", help="the mypy configuration file to use")
-    args = parser.parse_args(list(argv))
+
+
+def _check(args: argparse.Namespace, out: TextIO) -> int:
     try:
         from mypy import api
     except ImportError:
@@ -219,6 +322,26 @@ def _check(argv: Sequence[str], out: TextIO) -> int:
             "modules checked)\n"
         )
     return max(result.status, 1 if status else 0)
+
+
+# --------------------------------------------------------------------------------------------
+# fuzz
+
+
+def _fuzz_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("factory", help="MODULE:FACTORY, e.g. examples.tutorial:HelloDriver")
+    parser.add_argument("--examples", type=int, default=200, help="programs (default 200)")
+    parser.add_argument("--seed", type=int, default=None, help="default: random (printed)")
+    parser.add_argument("--concurrency", action="store_true", help="also run races")
+    parser.add_argument(
+        "--ioctl",
+        action="append",
+        default=[],
+        metavar="NUM=STRATEGY",
+        help="an ioctl and its argument: a strategy expression over `st` "
+        "(e.g. 0x1=st.integers(0, 9)) or MODULE:NAME of a strategy or of a function of "
+        "the caller's mappings; repeat for each ioctl",
+    )
 
 
 def _load_object(spec: str, what: str) -> object:
@@ -281,31 +404,11 @@ def _mappings_strategy(fn: Callable[[tuple[UserMapping, ...]], object]) -> Ioctl
     return arg
 
 
-def _fuzz(argv: Sequence[str], out: TextIO) -> int:
+def _fuzz(args: argparse.Namespace, out: TextIO) -> int:
     from hypothesis.strategies import SearchStrategy
 
     from .fuzz import FuzzReport, fuzz_driver
 
-    parser = argparse.ArgumentParser(
-        prog="safemm fuzz",
-        description="Fuzz a driver: drive FACTORY() (a FileOperations) the way hostile user "
-        "space would, with memory pressure, failing allocations and (--concurrency) races; "
-        "print each distinct failure once with a reproducer, and what was covered.",
-    )
-    parser.add_argument("factory", help="MODULE:FACTORY, e.g. examples.tutorial:HelloDriver")
-    parser.add_argument("--examples", type=int, default=200, help="programs (default 200)")
-    parser.add_argument("--seed", type=int, default=None, help="default: random (printed)")
-    parser.add_argument("--concurrency", action="store_true", help="also run races")
-    parser.add_argument(
-        "--ioctl",
-        action="append",
-        default=[],
-        metavar="NUM=STRATEGY",
-        help="an ioctl and its argument: a strategy expression over `st` "
-        "(e.g. 0x1=st.integers(0, 9)) or MODULE:NAME of a strategy or of a function of "
-        "the caller's mappings; repeat for each ioctl",
-    )
-    args = parser.parse_args(list(argv))
     ioctls: dict[int, IoctlArg] = {}
     try:
         factory = _load_object(args.factory, "driver factory")
@@ -318,11 +421,11 @@ def _fuzz(argv: Sequence[str], out: TextIO) -> int:
             else:
                 raise ValueError(f"--ioctl {text!r}: not a strategy or a function")
     except ValueError as e:
-        parser.error(str(e))
+        raise UsageError(str(e)) from None
     if not callable(factory):
-        parser.error(f"{args.factory} is not callable")
+        raise UsageError(f"{args.factory} is not callable")
     if args.examples < 1:
-        parser.error("--examples must be at least 1")
+        raise UsageError("--examples must be at least 1")
 
     def progress(r: FuzzReport) -> None:
         c = r.coverage
@@ -348,31 +451,109 @@ def _fuzz(argv: Sequence[str], out: TextIO) -> int:
     return 0 if report.ok else 1
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Entry point of the ``safemm`` console script; returns the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    out = sys.stdout if out is None else out
+# --------------------------------------------------------------------------------------------
+# the parser
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``safemm`` command: its name, the line ``safemm --help`` shows for it, the
+    description its own ``--help`` shows, the function that adds its options, and the
+    function that runs it."""
+
+    name: str
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Command
+
+
+#: The commands, in the order ``safemm --help`` lists them.
+SUBCOMMANDS = (
+    Subcommand(
+        "demo",
+        "compare the four binder-style drivers on the same workloads",
+        "Compare four binder-style drivers (eager-insert, insert-on-receive, "
+        "fault-and-unmap, lru-reclaim) on the same deterministic workloads.",
+        _demo_arguments,
+        _demo,
+    ),
+    Subcommand(
+        "conformance",
+        "differential test of the model against the running Linux kernel",
+        "Differential test of the safemm model against the running Linux kernel.",
+        _conformance_arguments,
+        _conformance,
+    ),
+    Subcommand(
+        "explore",
+        "search the interleavings of a concurrent scenario for failures",
+        "Search the interleavings of a concurrent scenario (a function taking a "
+        "Kernel that calls kernel.concurrently) for failures; print each distinct failure "
+        "once with its schedule token and interleaving.",
+        _explore_arguments,
+        _explore,
+    ),
+    Subcommand(
+        "check",
+        "find sleeping calls in atomic context, statically",
+        "Find sleeping calls in atomic context (spinlocks, RCU read-side sections, "
+        "list_lru isolate callbacks) before the code runs. Errors are printed the way mypy "
+        "prints them; exit status 1 on any error.",
+        _check_arguments,
+        _check,
+    ),
+    Subcommand(
+        "fuzz",
+        "fuzz a driver: hostile user space, memory pressure, races",
+        "Fuzz a driver: drive FACTORY() (a FileOperations) the way hostile user "
+        "space would, with memory pressure, failing allocations and (--concurrency) races; "
+        "print each distinct failure once with a reproducer, and what was covered.",
+        _fuzz_arguments,
+        _fuzz,
+    ),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``safemm`` parser: a subparser per :data:`SUBCOMMANDS` entry, which records the
+    function that runs the command (``run``) and the subparser itself (``command_parser``,
+    for the usage errors the command reports)."""
     parser = argparse.ArgumentParser(
         prog="safemm",
         description="A checked model of the Linux mm and a typestate API after the Rust "
         "kernel crate.",
     )
-    commands = ["demo", "conformance", "explore", "check", "fuzz"]
-    parser.add_argument("command", choices=commands, help="what to run")
-    if not args or args[0] not in commands:
-        parser.parse_args(args[:1])  # prints usage and exits
-        return 2
-    if args[0] == "conformance":
-        from .conformance.compare import main as conformance_main
+    commands = parser.add_subparsers(
+        title="commands", dest="command", metavar="COMMAND", required=True
+    )
+    for command in SUBCOMMANDS:
+        sub = commands.add_parser(command.name, help=command.help, description=command.description)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run, command_parser=sub)
+    return parser
 
-        return conformance_main(args[1:], out)
-    if args[0] == "explore":
-        return _explore(args[1:], out)
-    if args[0] == "check":
-        return _check(args[1:], out)
-    if args[0] == "fuzz":
-        return _fuzz(args[1:], out)
-    return _demo(args[1:], out)
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Entry point of the ``safemm`` console script; returns the exit status.
+
+    Args:
+        argv: the arguments after ``safemm``; ``sys.argv[1:]`` by default.
+        out: where a command prints its results; stdout by default (progress and errors go
+            to stderr).
+
+    Returns:
+        The command's exit status. A usage error raises SystemExit with status 2, as
+        argparse does.
+    """
+    out = sys.stdout if out is None else out
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    run: Command = args.run
+    try:
+        return run(args, out)
+    except UsageError as e:
+        command_parser: argparse.ArgumentParser = args.command_parser
+        command_parser.error(str(e))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ folio unlocked, and ``truncate_inode_folio`` locks the folio before it unmaps an
 The safe layer's ``->fault`` contract is now that: ``fault`` returns a
 :class:`~safemm.page.PageLock` (``page.trylock()``, which pins and locks the page) or a
 :class:`~safemm.fs.VmFaultReason`, never a bare ``Page`` (tests/typing/reject/
-r12_fault_returns_locked_page.py). The driver takes the page lock under ``area.lock`` while
+r13_fault_returns_locked_page.py). The driver takes the page lock under ``area.lock`` while
 the slot still holds the page, so no ``page->mapping`` re-check is needed; its reclaim
 trylocks the page (and skips it when a fault holds it) before unmapping and freeing.
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from safemm.cli import main
 from safemm.conformance import compare
 from safemm.conformance import ops as ops_module
 from safemm.conformance.compare import Mismatch, compare_results, run, shrink
@@ -175,7 +176,7 @@ def test_shrink_respects_its_budget(kernel_side: KernelSide) -> None:
 
 def test_command_kernel_only() -> None:
     out = io.StringIO()
-    code = compare.main(["-n", "30", "--seed", "3", "--kernel-only"], out=out)
+    code = main(["conformance", "-n", "30", "--seed", "3", "--kernel-only"], out)
     text = out.getvalue()
     if text.startswith("safemm conformance: skipped"):
         pytest.skip(text)

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from safemm.conformance import compare
+from safemm.cli import main
 from safemm.conformance.kernel_side import (
     ASSUMPTIONS,
     KernelInfo,
@@ -98,6 +98,6 @@ def test_missing_gcc_skips(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_command_reports_a_skip_on_non_linux(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_non_linux(monkeypatch)
     out = io.StringIO()
-    assert compare.main(["-n", "3", "--kernel-only"], out=out) == 0
+    assert main(["conformance", "-n", "3", "--kernel-only"], out) == 0
     assert out.getvalue().startswith("safemm conformance: skipped: ")
     assert "needs Linux" in out.getvalue()

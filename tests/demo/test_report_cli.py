@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -14,9 +14,11 @@ import pytest
 
 import safemm.conformance.compare
 from safemm.cli import main
+from safemm.conformance.generator import MAX_STEPS
 from safemm.demo.drivers import STRATEGIES
 from safemm.demo.plot import PlotError, render_svg, write_plot
 from safemm.demo.report import COSTS, ROWS, render_json, render_text, run_demo
+from tests.python_process import run_python
 
 
 def _run(*argv: str) -> tuple[int, str]:
@@ -143,22 +145,96 @@ def test_unknown_workload() -> None:
 
 
 def test_conformance_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``safemm conformance ...`` hands its arguments to safemm.conformance.compare.main."""
-    seen: list[list[str]] = []
+    """``safemm conformance ...`` parses its options and hands them to
+    safemm.conformance.compare.run_command; its exit status is the command's."""
+    seen: list[dict[str, object]] = []
 
-    def fake(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-        seen.append(list(argv or []))
+    def fake(
+        *,
+        sequences: int,
+        seed: int,
+        max_steps: int,
+        show: int,
+        max_shrinks: int,
+        kernel_only: bool,
+        out: TextIO | None = None,
+    ) -> int:
+        seen.append(
+            {
+                "sequences": sequences,
+                "seed": seed,
+                "max_steps": max_steps,
+                "show": show,
+                "max_shrinks": max_shrinks,
+                "kernel_only": kernel_only,
+            }
+        )
         return 7
 
-    monkeypatch.setattr(safemm.conformance.compare, "main", fake)
+    monkeypatch.setattr(safemm.conformance.compare, "run_command", fake)
     rc, _ = _run("conformance", "-n", "5", "--seed", "3")
     assert rc == 7
-    assert seen == [["-n", "5", "--seed", "3"]]
+    rc, _ = _run("conformance", "--max-steps", "4", "--show", "1", "--kernel-only")
+    assert rc == 7
+    assert seen == [
+        {
+            "sequences": 5,
+            "seed": 3,
+            "max_steps": MAX_STEPS,
+            "show": 5,
+            "max_shrinks": 25,
+            "kernel_only": False,
+        },
+        {
+            "sequences": 2000,
+            "seed": 0,
+            "max_steps": 4,
+            "show": 1,
+            "max_shrinks": 25,
+            "kernel_only": True,
+        },
+    ]
 
 
-def test_usage() -> None:
-    """No command, or an unknown one, prints usage."""
+def test_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    """No command, or an unknown one, is a usage error (status 2); ``safemm --help`` lists
+    every command."""
+    for argv in ((), ("frobnicate",), ("demo", "--frobnicate")):
+        with pytest.raises(SystemExit) as exit_:
+            _run(*argv)
+        assert exit_.value.code == 2
+    assert "usage: safemm" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        _run("--help")
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for command in ("demo", "conformance", "explore", "check", "fuzz"):
+        assert re.search(rf"^ +{command}\b", text, re.MULTILINE), command
+
+
+def test_choices_are_listed_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    """The workload and strategy names appear in the help and in the error for a bad one."""
     with pytest.raises(SystemExit):
-        _run()
-    with pytest.raises(SystemExit):
-        _run("frobnicate")
+        _run("demo", "--help")
+    assert "ping-pong" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        _run("explore", "x.py::s", "--strategy", "nope")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: safemm explore" in err
+    assert "'pct'" in err and "'dfs'" in err
+
+
+def test_building_the_parser_imports_no_command() -> None:
+    """``safemm check`` starts without importing the demo, the explorer, the conformance
+    suite or hypothesis (their names are loaded when an option needs them)."""
+    code = (
+        "import sys\n"
+        "from safemm.cli import build_parser\n"
+        "build_parser().parse_args(['check', 'x.py'])\n"
+        "heavy = ['safemm.demo.workloads', 'safemm.explore', 'safemm.conformance.compare',"
+        " 'hypothesis']\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+    )
+    done = run_python(code)
+    assert done.stdout.strip() == "[]"

@@ -106,7 +106,8 @@ class Call:
     """One call site.
 
     Attributes:
-        line, col: where (col 0-based, as mypy stores it).
+        line: the line of the call.
+        col: its column (0-based, as mypy stores it).
         text: the call as written, shortened (``Page.alloc_page(GFP_KERNEL)``).
         callees: the functions it may call (full names), as mypy resolves the callee.
         unknown: why the callee could not be resolved, or None.

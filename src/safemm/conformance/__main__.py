@@ -2,6 +2,6 @@
 
 import sys
 
-from .compare import main
+from safemm.cli import main
 
-sys.exit(main())
+sys.exit(main(["conformance", *sys.argv[1:]]))

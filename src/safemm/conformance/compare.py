@@ -17,13 +17,12 @@ hypothesis test (``tests/conformance/test_differential.py``) gets hypothesis's
 own shrinking.
 
 :func:`run` is the seeded runner behind ``safemm conformance`` (see
-:func:`main`): ``n`` sequences from ``random.Random(seed)``, the agreement rate,
+:func:`run_command`): ``n`` sequences from ``random.Random(seed)``, the agreement rate,
 and every mismatch shrunk and de-duplicated.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 import time
@@ -72,8 +71,8 @@ __all__ = [
     "compare",
     "compare_results",
     "family_of",
-    "main",
     "run",
+    "run_command",
     "shrink",
 ]
 
@@ -480,54 +479,43 @@ def _kernel_only(n: int, seed: int, max_steps: int, out: TextIO) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """``safemm conformance [-n N] [--seed S] [--max-steps K] [--kernel-only]``.
+def run_command(
+    *,
+    sequences: int = 2000,
+    seed: int = 0,
+    max_steps: int = MAX_STEPS,
+    show: int = 5,
+    max_shrinks: int = 25,
+    kernel_only: bool = False,
+    out: TextIO | None = None,
+) -> int:
+    """``safemm conformance``: print the kernel version, the assumptions and the agreement
+    rate (or, where the suite cannot run here, the reason).
 
-    Prints the kernel version, the assumptions and the agreement rate.
+    Args:
+        sequences: how many random sequences to run.
+        seed: seed of the random sequences.
+        max_steps: the longest sequence.
+        show: how many mismatches to print.
+        max_shrinks: how many mismatches to shrink (0: none).
+        kernel_only: run the sequences on the kernel only (checks the executor).
+        out: where to print; stdout by default.
 
     Returns:
         0 if every sequence agreed (or the suite cannot run here: the reason is
         printed), 1 if there were mismatches.
     """
     out = sys.stdout if out is None else out
-    parser = argparse.ArgumentParser(
-        prog="safemm conformance",
-        description="Differential test of the safemm model against the running Linux kernel.",
-    )
-    parser.add_argument(
-        "-n", "--sequences", type=int, default=2000, help="number of sequences (default 2000)"
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the random sequences (default 0)"
-    )
-    parser.add_argument(
-        "--max-steps", type=int, default=MAX_STEPS, help="longest sequence (default 20)"
-    )
-    parser.add_argument("--show", type=int, default=5, help="mismatches to print (default 5)")
-    parser.add_argument(
-        "--max-shrinks", type=int, default=25, help="mismatches to shrink (default 25; 0: none)"
-    )
-    parser.add_argument(
-        "--kernel-only",
-        action="store_true",
-        help="run the sequences on the kernel only (checks the executor)",
-    )
-    args = parser.parse_args(argv)
     reason = unavailable_reason()
     if reason is not None:
         print(f"safemm conformance: skipped: {reason}", file=out)
         return 0
     try:
-        if args.kernel_only:
-            return _kernel_only(args.sequences, args.seed, args.max_steps, out)
-        report = run(
-            args.sequences,
-            args.seed,
-            max_steps=args.max_steps,
-            max_shrinks=args.max_shrinks,
-        )
+        if kernel_only:
+            return _kernel_only(sequences, seed, max_steps, out)
+        report = run(sequences, seed, max_steps=max_steps, max_shrinks=max_shrinks)
     except KernelUnavailable as exc:
         print(f"safemm conformance: skipped: {exc}", file=out)
         return 0
-    print(report.summary(args.show), file=out)
+    print(report.summary(show), file=out)
     return 0 if report.agreed == report.sequences else 1

@@ -202,11 +202,12 @@ WRAP: Final = (1 << 64) - PAGE_SIZE
 U64_MAX: Final = (1 << 64) - 1
 """A length that ``PAGE_ALIGN`` rounds to zero."""
 
-_U64: Final = 1 << 64
+#: Syscall arguments are unsigned 64-bit: values are taken modulo this.
+_U64_MODULUS: Final = 1 << 64
 
 
 def _u64(value: int) -> int:
-    return value % _U64
+    return value % _U64_MODULUS
 
 
 def _page_align(length: int) -> int:

@@ -84,7 +84,9 @@ class Exploration:
         failures: each distinct failure once, with its smallest schedule.
         schedules_run: schedules tried.
         exhausted: (``dfs``) every schedule within the preemption bound was tried.
-        strategy, seed, preemptions: how it was run.
+        strategy: the strategy it ran.
+        seed: the seed it ran with.
+        preemptions: the preemption bound (``dfs``) or PCT depth - 1 it ran with.
         max_decisions: the most decisions one schedule made (PCT's ``k``).
         tasks: the most tasks (bodies and the kworker) one schedule ran (PCT's ``n``).
         stopped_by: why it stopped: ``"schedules"``, ``"exhausted"``, ``"time"`` or

@@ -19,8 +19,9 @@ import sys
 import time
 from dataclasses import replace
 
+from safemm.model import exit_report
 from safemm.model.errors import InvariantError
-from safemm.model.kernel import Kernel, _kernels
+from safemm.model.kernel import Kernel
 
 from ._render import Program, render
 from ._world import FuzzFailure
@@ -114,7 +115,7 @@ def minimize(
         return
     strip, ns = _factory_namespace(prog, factory_expr, factory)
     deadline = math.inf if time_limit is None else time.monotonic() + time_limit
-    before = set(_kernels)
+    before = exit_report.watched()
 
     def fails(p: Program) -> bool:
         src = render(p, f)
@@ -172,9 +173,9 @@ def minimize(
     _reap(before)
 
 
-def _reap(before: set[Kernel]) -> None:
+def _reap(before: frozenset[Kernel]) -> None:
     """Take the reproducers' machines out of the interpreter's exit report (their leaks and
     held locks were the point), and collect them."""
-    for k in set(_kernels) - before:
-        _kernels.discard(k)
+    for k in exit_report.watched() - before:
+        exit_report.forget(k)
     gc.collect()

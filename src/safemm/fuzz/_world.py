@@ -28,6 +28,7 @@ from typing_extensions import override
 
 from safemm.explore._strategies import HypothesisChooser, Recorder
 from safemm.fs import FileOperations
+from safemm.model import exit_report
 from safemm.model.errors import (
     BusError,
     InvariantError,
@@ -35,7 +36,7 @@ from safemm.model.errors import (
     SegmentationFault,
 )
 from safemm.model.fs import File as _RawFile
-from safemm.model.kernel import Kernel, _DriverHook, _kernels
+from safemm.model.kernel import Kernel, _DriverHook
 from safemm.model.printk import Splat
 from safemm.model.process import Process
 
@@ -271,7 +272,7 @@ class World:
         self.kernel = _FuzzKernel(coverage.hooks, nr_pages=nr_pages)
         # The fuzzer reports what this machine leaks itself; the interpreter's exit report
         # (leaks and locks of machines still alive) is not for it.
-        _kernels.discard(self.kernel)
+        exit_report.forget(self.kernel)
         self.lines: list[str] = []
         self.procs: list[Proc] = []
         self.regions: list[Region] = []

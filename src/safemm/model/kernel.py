@@ -1,33 +1,36 @@
 """The simulated machine: :class:`Kernel`.
 
 One ``Kernel`` is one machine — page frames, devices, processes, shrinkers, lockdep state,
-counters, ``dmesg`` — with no global state, so tests can make as many as they like. It also
-keeps the execution context the checks need: which task is ``current`` (the process in a
-syscall, ``kswapd`` in ``shrink``, a ``kworker`` running deferred work), which driver's code
-is running (the hook, ioctl or shrinker the model entered it through), task work (``fput``'s
-deferred ``->release``) and the workqueue (``mmput_async``'s deferred teardown).
+counters, ``dmesg`` — and machines share no state, so tests can make as many as they like.
+It also keeps the execution context the checks need: which task is ``current`` (the process
+in a syscall, ``kswapd`` in ``shrink``, a ``kworker`` running deferred work), which driver's
+code is running (the hook, ioctl or shrinker the model entered it through), task work
+(``fput``'s deferred ``->release``) and the workqueue (``mmput_async``'s deferred teardown).
+
+The one module-level structure is the weak set of live machines that the interpreter's exit
+report reads, to print the leaks nobody asked about (:mod:`safemm.model.exit_report`); it
+changes nothing a machine does. Splats are built and formatted by
+:mod:`safemm.model.printk`; :meth:`Kernel.report` records them and acts on them.
 """
 
 from __future__ import annotations
 
-import atexit
 import errno
 import itertools
-import sys
-import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from typing_extensions import override
 
-from .contracts import CONTRACTS
+from . import exit_report, invariants
 from .errors import Deadlock, KernelBug, KernelError, KernelWarning, Livelock
 from .fault_inject import FaultInjection
 from .fs import File, FileOperationsStruct, Inode
 from .locking import LockClass, Lockdep, _Lock
 from .mman import DEFAULT_MAX_MAP_COUNT
 from .page_alloc import GFP_KERNEL, PageAllocator
-from .printk import WARN_KINDS, Splat, SplatKind
+from .printk import WARN_KINDS, Splat, SplatKind, make_splat
+from .process import Process
 from .runqueue import DEFAULT_MAX_STEPS, RandomPolicy, SchedPolicy, Scheduler, SwitchKind
 from .sched import PF_KTHREAD, PF_MEMALLOC, Rcu, Task
 from .shrinker import Shrinker
@@ -37,7 +40,6 @@ from .vmstat import Counters
 
 if TYPE_CHECKING:
     from .mm_types import MmStruct
-    from .process import Process
 
 __all__ = ["Device", "FileOperationsProvider", "Kernel"]
 
@@ -212,9 +214,6 @@ class _PseudoLock(_Lock):
     __slots__ = ()
 
 
-_kernels: weakref.WeakSet[Kernel] = weakref.WeakSet()
-
-
 class Kernel:
     """One simulated machine.
 
@@ -282,14 +281,12 @@ class Kernel:
         self.sched_policy: SchedPolicy | None = None
         #: Switch points one :meth:`concurrently` run may take before it is a livelock.
         self.max_steps = DEFAULT_MAX_STEPS
-        _kernels.add(self)
+        exit_report.watch(self)
 
     # ---------------------------------------------------------------- public API
 
     def spawn(self, comm: str = "") -> Process:
         """A new process with an empty address space."""
-        from .process import Process
-
         return Process(self, next(self._pids), comm)
 
     def concurrently(self, *bodies: Callable[[], object]) -> list[object]:
@@ -415,9 +412,7 @@ class Kernel:
     def check_invariants(self) -> None:
         """Check every model invariant; raise :class:`InvariantError` naming the first broken
         one (see :mod:`safemm.model.invariants`)."""
-        from .invariants import check_invariants
-
-        check_invariants(self)
+        invariants.check_invariants(self)
 
     @property
     def current(self) -> Task:
@@ -453,20 +448,11 @@ class Kernel:
             # Unwinding the other tasks of a failed concurrent run, or the task whose report
             # ended it (a panic stops the machine: its first splat is the failure).
             return
-        c = CONTRACTS[contract]
         t = self.current
-        if title is None:
-            title = {
-                SplatKind.BUG: f"kernel BUG at {where}!",
-                SplatKind.WARNING: f"WARNING: CPU: 0 PID: {t.pid} at {where}",
-                SplatKind.MIGHT_SLEEP: f"BUG: sleeping function called from invalid context at "
-                f"{where}",
-                SplatKind.LEAK: f"safemm: leak: {where}",
-                SplatKind.STRICT: f"safemm strict: {c.summary} ({where})",
-                SplatKind.DEADLOCK: f"INFO: task {t.comm}:{t.pid} blocked forever",
-            }.get(kind, f"{kind.value}: {where}")
         trace = tuple(f.name for f in self._frames)
-        splat = Splat(kind, title, contract, message, c.fix, t.pid, t.comm, trace)
+        splat = make_splat(
+            kind, contract, message, where, pid=t.pid, comm=t.comm, trace=trace, title=title
+        )
         text = splat.render()
         self.splats.append(splat)
         self.dmesg.append(text)
@@ -488,10 +474,7 @@ class Kernel:
 
     def leak(self, what: str, message: str) -> None:
         """Record a leak found outside any call (from a finaliser): never raises."""
-        c = CONTRACTS["leak"]
-        splat = Splat(
-            SplatKind.LEAK, f"safemm: leak: {what}", "leak", message, c.fix, 0, "finalizer", ()
-        )
+        splat = make_splat(SplatKind.LEAK, "leak", message, what, pid=0, comm="finalizer")
         self.splats.append(splat)
         self.dmesg.append(splat.render())
         self.leaks.append(splat)
@@ -614,20 +597,3 @@ class Kernel:
         if c is None:
             c = self._ids[kind] = itertools.count(first)
         return next(c)
-
-
-def _report_leaks_at_exit() -> None:
-    """At interpreter exit, print leaks that no ``check_invariants`` call reported."""
-    for k in list(_kernels):
-        for p in list(k.processes.values()):
-            for h in p.task.held_locks:
-                print(
-                    f"safemm: leak: {h.lock.name} still held by {p.task.comm}/{p.task.pid} at "
-                    "exit",
-                    file=sys.stderr,
-                )
-        for s in k.leaks[k.leaks_reported :]:
-            print(s.render(), file=sys.stderr)
-
-
-atexit.register(_report_leaks_at_exit)

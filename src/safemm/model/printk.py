@@ -3,8 +3,10 @@
 Mirrors the reporting side of a debug kernel: ``BUG()`` (lib/bug.c, always fatal), ``WARN()``
 (kernel/panic.c ``__warn``, fatal only with ``panic_on_warn``), lockdep
 (kernel/locking/lockdep.c), ``__might_resched`` / ``__schedule_bug`` (kernel/sched/core.c) and
-the model's own leak and strict-mode reports. Every report goes to ``Kernel.dmesg`` as one
-multi-line string and to ``Kernel.splats`` as a :class:`Splat`.
+the model's own leak and strict-mode reports. :func:`make_splat` builds a report with the
+first line the kernel prints for its kind; :meth:`Splat.render` formats it. ``Kernel.report``
+sends every report to ``Kernel.dmesg`` as one multi-line string and to ``Kernel.splats`` as a
+:class:`Splat`, then acts on it.
 
 Simplification: the kernel turns lockdep off after its first report (``debug_locks_off``); the
 model keeps reporting, once per distinct problem.
@@ -15,7 +17,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-__all__ = ["Splat", "SplatKind"]
+from .contracts import CONTRACTS
+
+__all__ = ["Splat", "SplatKind", "make_splat"]
 
 
 class SplatKind(enum.Enum):
@@ -49,6 +53,19 @@ WARN_KINDS = frozenset(
         SplatKind.STRICT,
     }
 )
+
+#: The first line of each kind of report, as the kernel prints it: ``report_bug``
+#: (lib/bug.c), ``__warn`` (kernel/panic.c), ``__might_resched`` (kernel/sched/core.c), the
+#: hung-task detector (kernel/hung_task.c); the model's own leak and strict reports. Fields:
+#: ``where``, ``pid``, ``comm``, ``summary`` (the contract's), ``kind``.
+TITLE_FORMATS: dict[SplatKind, str] = {
+    SplatKind.BUG: "kernel BUG at {where}!",
+    SplatKind.WARNING: "WARNING: CPU: 0 PID: {pid} at {where}",
+    SplatKind.MIGHT_SLEEP: "BUG: sleeping function called from invalid context at {where}",
+    SplatKind.LEAK: "safemm: leak: {where}",
+    SplatKind.STRICT: "safemm strict: {summary} ({where})",
+    SplatKind.DEADLOCK: "INFO: task {comm}:{pid} blocked forever",
+}
 
 
 @dataclass(frozen=True)
@@ -90,3 +107,43 @@ class Splat:
             lines.extend(f" {frame}" for frame in reversed(self.trace))
         lines.append("---[ end trace ]---")
         return "\n".join(lines)
+
+
+def make_splat(
+    kind: SplatKind,
+    contract: str,
+    message: str,
+    where: str,
+    *,
+    pid: int,
+    comm: str,
+    trace: tuple[str, ...] = (),
+    title: str | None = None,
+) -> Splat:
+    """A report of ``contract`` broken at ``where``, in task ``comm``/``pid``.
+
+    Args:
+        kind: what kind of report it is.
+        contract: the id of the broken contract; its fix (and, for a strict report, its
+            summary) come from :data:`~safemm.model.contracts.CONTRACTS`.
+        message: what went wrong, in this instance.
+        where: the kernel function that found it (``mm/memory.c:insert_page``), or what
+            leaked.
+        pid: the pid of ``current``.
+        comm: the name of ``current``.
+        trace: the driver hooks and kernel functions that were running, innermost last.
+        title: the first line, when the caller prints its own (lockdep's headlines, "Bad
+            page state", KASAN); by default the one of :data:`TITLE_FORMATS` for ``kind``.
+
+    Returns:
+        The report, ready for :meth:`Splat.render`.
+
+    Raises:
+        KeyError: ``contract`` is not a registered contract id.
+    """
+    c = CONTRACTS[contract]
+    if title is None:
+        title = TITLE_FORMATS.get(kind, "{kind}: {where}").format(
+            kind=kind.value, where=where, pid=pid, comm=comm, summary=c.summary
+        )
+    return Splat(kind, title, contract, message, c.fix, pid, comm, trace)

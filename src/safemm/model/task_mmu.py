@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 __all__ = ["show_map_vma", "show_maps"]
 
 #: (major, minor) of the pseudo filesystems behind each inode kind.
-_DEV = {"chr": (0, 5), "shmem": (0, 1), "hugetlbfs": (0, 15), "anon": (0, 14)}
+_PSEUDO_FS_DEV = {"chr": (0, 5), "shmem": (0, 1), "hugetlbfs": (0, 15), "anon": (0, 14)}
 
 
 def show_map_vma(vma: Vma) -> str:
@@ -24,7 +24,7 @@ def show_map_vma(vma: Vma) -> str:
     ino = 0
     pgoff = 0
     if f is not None:
-        dev = _DEV.get(f.f_inode.kind, (0, 0))
+        dev = _PSEUDO_FS_DEV.get(f.f_inode.kind, (0, 0))
         ino = f.f_inode.ino
         pgoff = vma.vm_pgoff << PAGE_SHIFT
     line = (
