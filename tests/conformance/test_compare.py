@@ -29,10 +29,13 @@ from safemm.conformance.ops import (
     MAP_SHARED,
     PROT_READ,
     PROT_WRITE,
+    InChild,
     Mmap,
+    MmapFile,
     Mremap,
     Op,
     RawMremap,
+    Read,
 )
 from safemm.conformance.steps import Outcome, SequenceResult, Side, StepResult
 
@@ -120,7 +123,33 @@ def test_layout_mismatch_is_found_and_shrunk(kernel_side: KernelSide) -> None:
     assert report.found
     smallest = min((found.mismatch for found in report.found), key=lambda m: len(m.ops))
     assert smallest.aspects == ("layout",)
-    assert smallest.ops == (Mmap(0, 1, 0, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED),)
+    # one shared mapping of one page at page 0, with no permissions: anonymous or memfd
+    assert smallest.ops in (
+        (Mmap(0, 1, 0, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED),),
+        (MmapFile(0, 1, 0, True, 0),),
+    )
+
+
+def child_reads_zero(op: Op, step: StepResult) -> StepResult:
+    """A side whose child never sees the parent's data (as if fork did not copy pages)."""
+    if isinstance(op, InChild) and isinstance(op.op, Read) and step.outcome.kind == "ok":
+        return StepResult(Outcome.ok(0), step.layout, step.child)
+    return step
+
+
+def test_child_mismatch_is_found_and_shrunk(kernel_side: KernelSide) -> None:
+    """A difference in the child shrinks to a mapping, a store, the fork and the child's
+    load (or fewer)."""
+    distorted = Distorted(kernel_side, child_reads_zero)
+    report = run(150, seed=4, kernel=kernel_side, model=distorted)
+    assert report.found
+    smallest = min((found.mismatch for found in report.found), key=lambda m: len(m.ops))
+    assert smallest.aspects == ("outcome",)
+    kinds = [type(op).__name__ for op in smallest.ops]
+    assert "Fork" in kinds, smallest
+    assert isinstance(smallest.ops[-1], InChild), smallest
+    assert isinstance(smallest.ops[-1].op, Read), smallest
+    assert len(smallest.ops) <= 4, smallest
 
 
 def test_mismatch_text_is_a_regression_test(kernel_side: KernelSide) -> None:

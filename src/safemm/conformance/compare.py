@@ -38,7 +38,9 @@ from .kernel_side import KernelInfo, KernelSide, KernelUnavailable, unavailable_
 from .model_side import ModelSide
 from .ops import (
     REGION_PAGES,
+    Fork,
     Ftruncate,
+    InChild,
     Madvise,
     Mlock,
     Mmap,
@@ -89,6 +91,7 @@ FAMILIES: Final = (
     "madvise",
     "mlock",
     "file",
+    "fork",
     "malformed",
 )
 """The operation families agreement is reported for, in report order."""
@@ -97,8 +100,13 @@ FAMILIES: Final = (
 def family_of(op: Op) -> str:
     """The family of an operation: its system call (``mlock`` for mlock and munlock),
     ``access`` for loads and stores, ``file`` for memfd mappings and file calls (including
-    their malformed arguments), ``malformed`` for the raw (byte-level) calls."""
+    their malformed arguments), ``fork`` for the fork itself, ``malformed`` for the raw
+    (byte-level) calls. A call run in the child has the family of the call."""
     match op:
+        case Fork():
+            return "fork"
+        case InChild(inner):
+            return family_of(inner)
         case Mmap():
             return "mmap"
         case Munmap():
@@ -207,6 +215,7 @@ def compare_results(
             for name, differs in (
                 ("outcome", ours.outcome != theirs.outcome),
                 ("layout", ours.layout != theirs.layout),
+                ("child layout", ours.child != theirs.child),
             )
             if differs
         )
