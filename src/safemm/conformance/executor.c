@@ -149,7 +149,7 @@ _Static_assert(MAP_SHARED == 1 && MAP_PRIVATE == 2 && MAP_SHARED_VALIDATE == 3, 
 _Static_assert(MAP_FIXED == 0x10 && MAP_ANONYMOUS == 0x20, "map ABI");
 _Static_assert(MAP_FIXED_NOREPLACE == 0x100000, "map ABI");
 _Static_assert(MREMAP_MAYMOVE == 1 && MREMAP_FIXED == 2 && MREMAP_DONTUNMAP == 4, "mremap ABI");
-_Static_assert(MAP_LOCKED == 0x2000, "map ABI");
+_Static_assert(MAP_LOCKED == 0x2000 && MAP_NORESERVE == 0x4000, "map ABI");
 _Static_assert(MADV_DONTNEED == 4 && MADV_DONTFORK == 10 && MADV_DOFORK == 11, "madvise ABI");
 _Static_assert(MADV_WIPEONFORK == 18 && MADV_KEEPONFORK == 19, "madvise ABI");
 
@@ -399,7 +399,7 @@ static int range_ok(u64 a, u64 n)
 static const char *mmap_unsafe(u64 addr, u64 len, u64 prot, u64 flags, long fd)
 {
 	const u64 known = MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE |
-			  MAP_LOCKED;
+			  MAP_LOCKED | MAP_NORESERVE;
 	if (!(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)))
 		return "mmap without MAP_FIXED or MAP_FIXED_NOREPLACE";
 	if (flags & ~known)

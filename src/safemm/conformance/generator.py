@@ -8,14 +8,14 @@ hypothesis strategy, whose choices hypothesis can shrink (integers towards their
 lower bound, ``choice`` towards its first option, lists towards fewer items).
 The first option of every choice is therefore the simplest one.
 
-Shape of what is generated (weights in percent):
+Shape of what is generated (relative weights, out of 142):
 
 * 22 ``Mmap`` (private or shared anonymous, ``MAP_FIXED`` or
-  ``MAP_FIXED_NOREPLACE``, now and then ``MAP_LOCKED``, any of the eight R/W/X
-  combinations), 14 ``Mprotect``, 10 ``Munmap``, 14 ``Mremap`` (in place,
+  ``MAP_FIXED_NOREPLACE``, now and then ``MAP_LOCKED`` or ``MAP_NORESERVE``, any of
+  the eight R/W/X combinations), 14 ``Mprotect``, 12 ``Munmap``, 14 ``Mremap`` (in place,
   ``MREMAP_MAYMOVE|MREMAP_FIXED``, and ``|MREMAP_DONTUNMAP``), 14 ``Read``, 14
   ``Write``, 8 ``Madvise`` (DONTNEED, DONTFORK, DOFORK, WIPEONFORK, KEEPONFORK),
-  4 ``Mlock``, 3 ``Munlock``, 8 ``MmapFile`` (the suite's memfd, shared or private,
+  6 ``Mlock``, 5 ``Munlock``, 8 ``MmapFile`` (the suite's memfd, shared or private,
   from file page 0 to 7), 3 ``Ftruncate`` (whole pages, or a page and a bit, up to
   10 pages), 3 ``Pread`` and 3 ``Pwrite`` (one byte, up to 11 pages into the file),
   4 ``Fork`` — over pages mostly in the region, sometimes in the guards, one to four pages
@@ -71,6 +71,7 @@ from .ops import (
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
     MAP_LOCKED,
+    MAP_NORESERVE,
     MAP_PRIVATE,
     MAP_SHARED,
     MAP_SHARED_VALIDATE,
@@ -249,8 +250,13 @@ def _npages(c: Chooser, page: int, most: int = 4) -> int:
 def _mmap(c: Chooser) -> Op:
     page = _page(c)
     flags = c.choice(_MMAP_FLAGS)
-    if c.integer(0, 7) == 7:
-        flags |= MAP_LOCKED
+    match c.integer(0, 7):
+        case 7:
+            flags |= MAP_LOCKED
+        case 6:
+            flags |= MAP_NORESERVE  # no VM_ACCOUNT: decides merges
+        case _:
+            pass
     return Mmap(page, _npages(c, page), c.choice(_PROTS), flags)
 
 
@@ -498,13 +504,13 @@ def _malformed(c: Chooser) -> Op:
 _KINDS: Final[tuple[tuple[int, _Gen], ...]] = (
     (22, _mmap),
     (14, _mprotect),
-    (10, _munmap),
+    (12, _munmap),
     (14, _mremap),
     (14, _read),
     (14, _write),
     (8, _madvise),
-    (4, _mlock),
-    (3, _munlock),
+    (6, _mlock),
+    (5, _munlock),
     (8, _mmap_file),
     (3, _ftruncate),
     (3, _pread),

@@ -64,6 +64,7 @@ __all__ = [
     "MAP_FIXED",
     "MAP_FIXED_NOREPLACE",
     "MAP_LOCKED",
+    "MAP_NORESERVE",
     "MAP_PRIVATE",
     "MAP_SHARED",
     "MAP_SHARED_VALIDATE",
@@ -161,6 +162,7 @@ MREMAP_FIXED: Final = 2
 MREMAP_DONTUNMAP: Final = 4
 
 MAP_LOCKED: Final = 0x2000
+MAP_NORESERVE: Final = 0x4000
 
 MADV_DONTNEED: Final = 4
 MADV_DONTFORK: Final = 10
@@ -257,6 +259,7 @@ def format_map_flags(flags: int) -> str:
             (MAP_FIXED, "MAP_FIXED"),
             (MAP_FIXED_NOREPLACE, "MAP_FIXED_NOREPLACE"),
             (MAP_LOCKED, "MAP_LOCKED"),
+            (MAP_NORESERVE, "MAP_NORESERVE"),
         ),
         "",
     )
@@ -1111,7 +1114,12 @@ def confinement_error(call: Call, window_lo: int, window_hi: int) -> str | None:
     match call:
         case MmapCall(addr, length, prot, flags, fd, _):
             known = (
-                MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_LOCKED
+                MAP_SHARED_VALIDATE
+                | MAP_FIXED
+                | MAP_ANONYMOUS
+                | MAP_FIXED_NOREPLACE
+                | MAP_LOCKED
+                | MAP_NORESERVE
             )
             if not flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
                 return "mmap without MAP_FIXED or MAP_FIXED_NOREPLACE"
