@@ -489,8 +489,30 @@ def _kernel_only(n: int, seed: int, max_steps: int, out: TextIO) -> int:
     return 0
 
 
+def _selftests(out: TextIO) -> int:
+    """Run every ported selftest scenario on both sides; one line each."""
+    from .selftests import SCENARIOS, run_scenario
+
+    kernel, model = _default_kernel(), ModelSide()
+    print(kernel.info.describe(), file=out)
+    reports = [run_scenario(scenario, kernel, model) for scenario in SCENARIOS]
+    for report in reports:
+        print(report.summary(), file=out)
+        if report.mismatch is not None:
+            print(report.mismatch, file=out)
+    met = sum(not report.kernel_unmet for report in reports)
+    agreed = sum(report.mismatch is None for report in reports)
+    print(
+        f"selftest scenarios: {len(reports)}; the kernel meets {met}; "
+        f"the model agrees with the kernel on {agreed}",
+        file=out,
+    )
+    ok = all(report.kernel_as_expected and report.mismatch is None for report in reports)
+    return 0 if ok else 1
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """``safemm conformance [-n N] [--seed S] [--max-steps K] [--kernel-only]``.
+    """``safemm conformance [-n N] [--seed S] [--max-steps K] [--selftests] [--kernel-only]``.
 
     Prints the kernel version, the assumptions and the agreement rate.
 
@@ -517,6 +539,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         "--max-shrinks", type=int, default=25, help="mismatches to shrink (default 25; 0: none)"
     )
     parser.add_argument(
+        "--selftests",
+        action="store_true",
+        help="run the scenarios ported from the kernel's selftests instead of random ones",
+    )
+    parser.add_argument(
         "--kernel-only",
         action="store_true",
         help="run the sequences on the kernel only (checks the executor)",
@@ -527,6 +554,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print(f"safemm conformance: skipped: {reason}", file=out)
         return 0
     try:
+        if args.selftests:
+            return _selftests(out)
         if args.kernel_only:
             return _kernel_only(args.sequences, args.seed, args.max_steps, out)
         report = run(

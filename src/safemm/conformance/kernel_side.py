@@ -9,7 +9,8 @@ concurrent test workers share one binary (it is written under a temporary name
 and renamed into place).
 
 One :class:`KernelExecutor` is one helper process (and, after a fork request, its
-child, which it drives over a pipe). It reserves its window once at start-up; :meth:`KernelExecutor.reset` puts the window back to one PROT_NONE
+child, which it drives over a pipe). It reserves its window once at start-up;
+:meth:`KernelExecutor.reset` ends the child and puts the window back to one PROT_NONE
 private anonymous VMA (a single ``MAP_FIXED`` mmap over the whole window), so a
 process serves any number of sequences. :class:`KernelSide` adapts it to the
 :class:`~safemm.conformance.steps.Side` protocol.
