@@ -120,7 +120,7 @@ def _shape_name(shape: list[Op]) -> str:
     return "carve" if isinstance(first, Mmap) else "?"
 
 
-def test_shapes_make_the_layouts_of_issue_10() -> None:
+def test_shapes_make_the_layouts_real_programs_make() -> None:
     """Reservations carved up, once-writable ranges next to never-writable ones, and new
     mappings merged into written ones, each ending in a call across an edge."""
     chooser = RandomChooser(random.Random(3))
