@@ -19,7 +19,9 @@ Modules:
 * :mod:`.model_side` — the model, through ``Kernel().spawn()``;
 * :mod:`.generator` — random sequences (seeded, or as a hypothesis strategy);
 * :mod:`.compare` — comparison, shrinking, the seeded runner and the
-  ``safemm conformance`` command.
+  ``safemm conformance`` command;
+* :mod:`.selftests` — scenarios ported from the kernel's own selftests
+  (``tools/testing/selftests/mm/``), checked on the kernel and compared with the model.
 
 Nothing is imported here, so that ``safemm.conformance.ops`` costs only itself.
 """

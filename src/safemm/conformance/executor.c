@@ -58,8 +58,10 @@
  * (mmap, mremap, brk, shmat, io_setup, ...), when the stack VMA grows, or in a
  * few kernel-initiated cases (exec, the uprobes XOL page). This process has one
  * thread, and after setup() it only ever makes these system calls:
- * read(0), write(1), write(2), openat/read/close of /proc/self/maps, the four
- * operations it was asked for, rt_sigreturn, and exit. In particular:
+ * read(0), write(1), write(2), openat/read/close of /proc/self/maps (and of
+ * its child's maps), the operations it was asked for, pipe/fork/dup2/close/
+ * wait4 for the child (see THE CHILD below), rt_sigreturn, and exit. In
+ * particular:
  *  - Nothing allocates after setup: no malloc, no stdio (all output goes through
  *    write(2) from static buffers; numbers are formatted by hand), no locale,
  *    no dlopen. The binary is linked with -z now, so the dynamic linker never
