@@ -4,7 +4,7 @@
   the four binder-style drivers over the workloads and print the comparison
   (:mod:`safemm.demo.report`).
 - ``safemm conformance [-n N] [--seed S] [--max-steps K] [--show N] [--max-shrinks N]
-  [--kernel-only]`` — the differential test against the running kernel
+  [--selftests] [--kernel-only]`` — the differential test against the running kernel
   (:func:`safemm.conformance.compare.run_command`).
 - ``safemm explore FILE.py::scenario [--strategy S] [--schedules N] [--preemptions K]
   [--seed S] [--time-limit SECONDS] [--replay TOKEN]`` — search the interleavings of a
@@ -146,6 +146,11 @@ def _conformance_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-shrinks", type=int, default=25, help="mismatches to shrink (default 25; 0: none)"
     )
     parser.add_argument(
+        "--selftests",
+        action="store_true",
+        help="run the scenarios ported from the kernel's selftests instead of random ones",
+    )
+    parser.add_argument(
         "--kernel-only",
         action="store_true",
         help="run the sequences on the kernel only (checks the executor)",
@@ -164,6 +169,7 @@ def _conformance(args: argparse.Namespace, out: TextIO) -> int:
         show=args.show,
         max_shrinks=args.max_shrinks,
         kernel_only=args.kernel_only,
+        selftests=args.selftests,
         out=out,
     )
 

@@ -60,7 +60,8 @@ def expect_splat(
     with an AssertionError naming what was expected and what came; ``match`` (a regular
     expression) must also be found in the splat's text. Other exceptions pass through.
 
-    Example:
+    For example::
+
         with expect_splat("split-range", SplatKind.WARNING) as caught:
             split_vma(vmi, vma, vma.vm_end)
         assert "__split_vma" in caught.splat.title

@@ -30,10 +30,13 @@ from safemm.conformance.ops import (
     MAP_SHARED,
     PROT_READ,
     PROT_WRITE,
+    InChild,
     Mmap,
+    MmapFile,
     Mremap,
     Op,
     RawMremap,
+    Read,
 )
 from safemm.conformance.steps import Outcome, SequenceResult, Side, StepResult
 
@@ -63,9 +66,13 @@ def efault_for_enomem(op: Op, step: StepResult) -> StepResult:
     return step
 
 
+def _without_shared(layout: Layout) -> Layout:
+    return Layout(tuple(vma for vma in layout.vmas if not vma.perms.endswith("s")))
+
+
 def hide_shared(op: Op, step: StepResult) -> StepResult:
-    vmas = tuple(vma for vma in step.layout.vmas if not vma.perms.endswith("s"))
-    return StepResult(step.outcome, Layout(vmas))
+    child = None if step.child is None else _without_shared(step.child)
+    return StepResult(step.outcome, _without_shared(step.layout), child)
 
 
 def test_kernel_agrees_with_itself_elsewhere(
@@ -120,8 +127,34 @@ def test_layout_mismatch_is_found_and_shrunk(kernel_side: KernelSide) -> None:
     report = run(40, seed=2, kernel=kernel_side, model=distorted)
     assert report.found
     smallest = min((found.mismatch for found in report.found), key=lambda m: len(m.ops))
-    assert smallest.aspects == ("layout",)
-    assert smallest.ops == (Mmap(0, 1, 0, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED),)
+    assert smallest.aspects in (("layout",), ("layout", "child layout"))
+    # one shared mapping of one page at page 0, with no permissions: anonymous or memfd
+    assert smallest.ops in (
+        (Mmap(0, 1, 0, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED),),
+        (MmapFile(0, 1, 0, True, 0),),
+    )
+
+
+def child_reads_zero(op: Op, step: StepResult) -> StepResult:
+    """A side whose child never sees the parent's data (as if fork did not copy pages)."""
+    if isinstance(op, InChild) and isinstance(op.op, Read) and step.outcome.kind == "ok":
+        return StepResult(Outcome.ok(0), step.layout, step.child)
+    return step
+
+
+def test_child_mismatch_is_found_and_shrunk(kernel_side: KernelSide) -> None:
+    """A difference in the child shrinks to a mapping, a store, the fork and the child's
+    load (or fewer)."""
+    distorted = Distorted(kernel_side, child_reads_zero)
+    report = run(150, seed=4, kernel=kernel_side, model=distorted)
+    assert report.found
+    smallest = min((found.mismatch for found in report.found), key=lambda m: len(m.ops))
+    assert smallest.aspects == ("outcome",)
+    kinds = [type(op).__name__ for op in smallest.ops]
+    assert "Fork" in kinds, smallest
+    assert isinstance(smallest.ops[-1], InChild), smallest
+    assert isinstance(smallest.ops[-1].op, Read), smallest
+    assert len(smallest.ops) <= 4, smallest
 
 
 def test_mismatch_text_is_a_regression_test(kernel_side: KernelSide) -> None:

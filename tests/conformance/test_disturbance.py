@@ -39,7 +39,9 @@ from safemm.conformance.ops import (
     WINDOW_FIRST_PAGE,
     WRAP,
     Call,
+    Fork,
     Ftruncate,
+    InChild,
     Madvise,
     MadviseCall,
     Mlock,
@@ -92,8 +94,8 @@ def touched(op: Op) -> set[int]:
         case Mremap(old, old_n, new_n, _, new):
             pages = set(range(old, old + max(old_n, new_n)))
             return pages if new is None else pages | set(range(new, new + new_n))
-        case Read() | Write():
-            return set()
+        case Read() | Write() | Fork() | InChild():
+            return set()  # a fork and the child's calls never change the parent's layout
         case (
             RawMmap(addr, length, _, _, _, _)
             | RawMunmap(addr, length)

@@ -18,10 +18,13 @@ from safemm.conformance.ops import (
     MREMAP_DONTUNMAP,
     MREMAP_FIXED,
     PROT_WRITE,
+    Fork,
+    InChild,
     Mmap,
     Mprotect,
     Mremap,
     Op,
+    Read,
     Write,
     is_confined,
 )
@@ -48,6 +51,8 @@ def test_mix_covers_the_vocabulary() -> None:
             if isinstance(op, Mremap):
                 flags[op.flags] += 1
     assert set(kinds) == {
+        "Fork",
+        "InChild",
         "Mmap",
         "Munmap",
         "Mprotect",
@@ -77,6 +82,21 @@ def test_mix_covers_the_vocabulary() -> None:
     assert flags[MREMAP_FIXED | MREMAP_DONTUNMAP | 1] > 0
 
 
+def test_children_run_only_after_a_fork() -> None:
+    """After a fork about one piece in three goes to the child; never before one."""
+    children = after_fork = 0
+    for ops in random_sequences(1000, seed=11):
+        forked = False
+        for op in ops:
+            if isinstance(op, InChild):
+                assert forked, ops
+                children += 1
+            elif forked:
+                after_fork += 1
+            forked = forked or isinstance(op, Fork)
+    assert 0.15 < children / (children + after_fork) < 0.6
+
+
 def test_hypothesis_strategy_draws_confined_sequences() -> None:
     def check(ops: list[Op]) -> None:
         assert len(ops) <= MAX_STEPS
@@ -90,6 +110,8 @@ def test_hypothesis_strategy_draws_confined_sequences() -> None:
 
 def _shape_name(shape: list[Op]) -> str:
     kinds = [type(op).__name__ for op in shape]
+    if "Fork" in kinds:
+        return "fork_cow"
     if kinds[:3] == ["Mmap", "Write", "Mmap"]:
         return "adopt"
     first = shape[0]
@@ -98,7 +120,7 @@ def _shape_name(shape: list[Op]) -> str:
     return "carve" if isinstance(first, Mmap) else "?"
 
 
-def test_shapes_make_the_layouts_of_issue_10() -> None:
+def test_shapes_make_the_layouts_real_programs_make() -> None:
     """Reservations carved up, once-writable ranges next to never-writable ones, and new
     mappings merged into written ones, each ending in a call across an edge."""
     chooser = RandomChooser(random.Random(3))
@@ -109,6 +131,14 @@ def test_shapes_make_the_layouts_of_issue_10() -> None:
         assert all(is_confined(op) for op in shape), shape
         seen[_shape_name(shape)] += 1
         written += any(isinstance(op, Write) for op in shape)
+        if _shape_name(shape) == "fork_cow":
+            # written before the fork; loads and stores in both processes after it
+            fork = [type(op).__name__ for op in shape].index("Fork")
+            assert any(isinstance(op, Write) for op in shape[:fork])
+            after = shape[fork + 1 :]
+            assert len(after) >= 2
+            assert all(isinstance(op, Read | Write | InChild) for op in after)
+            continue
         last = shape[-1]
         assert isinstance(last, Mprotect | Mmap)
         if isinstance(last, Mprotect):
@@ -117,6 +147,6 @@ def test_shapes_make_the_layouts_of_issue_10() -> None:
             assert isinstance(piece, Mmap | Mprotect)
             inside = range(piece.page, piece.page + piece.npages)
             assert (last.page in inside) != (last.page + last.npages - 1 in inside)
-    assert set(seen) == {"carve", "once_writable", "adopt"}
+    assert set(seen) == {"carve", "once_writable", "adopt", "fork_cow"}
     assert min(seen.values()) > 60
     assert 0 < written < 600

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-from safemm.conformance.compare import compare
 from safemm.conformance.kernel_side import KernelSide
 from safemm.conformance.model_side import ModelSide
 from safemm.conformance.ops import (
@@ -37,6 +36,8 @@ from safemm.conformance.ops import (
     Read,
     Write,
 )
+
+from .support import check_kernel_case
 
 RW = PROT_READ | PROT_WRITE
 F = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
@@ -120,9 +121,4 @@ CASES: dict[str, tuple[list[Op], list[str], str]] = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_madvise_mlock_case(kernel_side: KernelSide, model_side: ModelSide, name: str) -> None:
-    ops, outcomes, layout = CASES[name]
-    result = kernel_side.run(ops)
-    assert [str(step.outcome) for step in result.steps] == outcomes, kernel_side.info.describe()
-    assert str(result.steps[-1].layout) == layout, kernel_side.info.describe()
-    mismatch = compare(ops, kernel=kernel_side, model=model_side)
-    assert mismatch is None, f"\n{kernel_side.info.describe()}\n{mismatch}"
+    check_kernel_case(kernel_side, model_side, *CASES[name])

@@ -157,6 +157,7 @@ def test_conformance_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
         show: int,
         max_shrinks: int,
         kernel_only: bool,
+        selftests: bool,
         out: TextIO | None = None,
     ) -> int:
         seen.append(
@@ -167,6 +168,7 @@ def test_conformance_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
                 "show": show,
                 "max_shrinks": max_shrinks,
                 "kernel_only": kernel_only,
+                "selftests": selftests,
             }
         )
         return 7
@@ -176,6 +178,8 @@ def test_conformance_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
     assert rc == 7
     rc, _ = _run("conformance", "--max-steps", "4", "--show", "1", "--kernel-only")
     assert rc == 7
+    rc, _ = _run("conformance", "--selftests")
+    assert rc == 7
     assert seen == [
         {
             "sequences": 5,
@@ -184,6 +188,7 @@ def test_conformance_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
             "show": 5,
             "max_shrinks": 25,
             "kernel_only": False,
+            "selftests": False,
         },
         {
             "sequences": 2000,
@@ -192,6 +197,16 @@ def test_conformance_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
             "show": 1,
             "max_shrinks": 25,
             "kernel_only": True,
+            "selftests": False,
+        },
+        {
+            "sequences": 2000,
+            "seed": 0,
+            "max_steps": MAX_STEPS,
+            "show": 5,
+            "max_shrinks": 25,
+            "kernel_only": False,
+            "selftests": True,
         },
     ]
 

@@ -11,7 +11,19 @@ import pytest
 
 from safemm.model import Kernel, KernelError, MmStruct, Process
 from safemm.model.fork import mmdrop, mmget_not_zero, mmgrab, mmput
-from safemm.model.mman import MAP_LOCKED, MAP_PRIVATE, MAP_SHARED, PAGE_SHIFT, PROT_READ
+from safemm.model.mman import (
+    MAP_FIXED,
+    MAP_LOCKED,
+    MAP_PRIVATE,
+    MAP_SHARED,
+    MREMAP_FIXED,
+    MREMAP_MAYMOVE,
+    PAGE_SHIFT,
+    PROT_EXEC,
+    PROT_NONE,
+    PROT_READ,
+    PROT_WRITE,
+)
 from safemm.model.pgtable import Pte
 from safemm.model.vm_flags import (
     VM_DONTCOPY,
@@ -366,4 +378,45 @@ def test_mmput_async_defers_teardown_to_a_kworker(k: Kernel, p: Process) -> None
     # kworker's fput is delayed to its own task work, as for kernel threads)
     assert dev.log == [("close", 0), ("release", 0)]
     assert k.counters.mmput_async == 1
+    k.check_invariants()
+
+
+def test_fork_child_faulted_vma_does_not_merge_into_an_unfaulted_neighbour(
+    k: Kernel, p: Process
+) -> None:
+    """``is_mergeable_anon_vma`` case 1 (mm/vma.c): a change to a fork child's faulted VMA
+    that would hand its anon_vma to an unfaulted neighbour (``dup_anon_vma``) is refused —
+    the child's anon_vma chain is not singular (``vma_is_fork_child``). In the parent, whose
+    chain is singular, the same mprotect merges. Checked on Linux 6.18."""
+    base = p.mmap(None, 4 * P, PROT_NONE, ANON)
+    p.mprotect(base + 3 * P, P, PROT_WRITE)
+    p.write(base + 3 * P, b"x")
+    c = p.fork()
+    c.mprotect(base + 2 * P, 2 * P, PROT_WRITE | PROT_EXEC)
+    assert [(s - base) // P for s, _, _ in layout(c)] == [0, 2, 3]
+    p.mprotect(base + 2 * P, 2 * P, PROT_WRITE | PROT_EXEC)
+    assert [(s - base) // P for s, _, _ in layout(p)] == [0, 2]
+    k.check_invariants()
+
+
+def test_fork_child_vma_moved_back_next_to_an_unfaulted_one_stays_apart(
+    k: Kernel, p: Process
+) -> None:
+    """``copy_vma`` → ``vma_merge_copied_range``: the moved VMA is ``copied_from``, not the
+    middle of the merge, and a fork child's faulted VMA moved back behind an unfaulted one
+    whose page offset lines up is not merged into it; the parent's is (and with the faulted
+    rest above it, which shares its anon_vma). Checked on Linux 6.18."""
+    base = p.mmap(None, 12 * P, PROT_NONE, ANON)
+    a = base + 2 * P
+    p.mmap(a, 2 * P, RW, ANON | MAP_FIXED)
+    p.write(a, b"x")
+    c = p.fork()
+    for proc in (c, p):
+        proc.mremap(a, P, P, MREMAP_MAYMOVE | MREMAP_FIXED, a + 8 * P)
+        proc.mmap(a - P, P, RW, ANON | MAP_FIXED)  # unfaulted: vm_pgoff is its own page
+        proc.mremap(a + 8 * P, P, P, MREMAP_MAYMOVE | MREMAP_FIXED, a)
+        assert proc.read(a, 1) == b"x"
+    assert vma_at(c, a - P) is not vma_at(c, a)
+    assert vma_at(c, a) is vma_at(c, a + P)
+    assert vma_at(p, a - P) is vma_at(p, a) is vma_at(p, a + P)
     k.check_invariants()

@@ -4,18 +4,26 @@
 """A hypothesis state machine over random syscall sequences in several processes, checked
 against a page-level reference model of Linux.
 
-The machine drives anonymous (private and shared) mappings and two test devices — ``A``,
+The machine drives anonymous (private and shared) mappings, a memfd (shared and private
+mappings of it, ``ftruncate``, ``pread``, ``pwrite``) and two test devices — ``A``,
 whose ``->mmap`` inserts pool pages (VM_MIXEDMAP) and refuses some offsets *after* inserting,
 and ``B``, whose vm_ops have ``open``/``close``/``fault``/``may_split``/``mremap`` and which
-sets VM_DONTEXPAND — through mmap, munmap, mprotect, mremap, fork, exit, loads and stores,
-failing calls included. Arguments are small: page slots in a 64-page window (each mm's
+sets VM_DONTEXPAND — through mmap, munmap, mprotect, mremap, madvise (DONTNEED, DONTFORK,
+DOFORK, WIPEONFORK, KEEPONFORK), mlock, munlock, fork, exit, loads and stores, failing calls
+included. madvise, mlock and munlock are made on ranges without device pages (the devices'
+VM_SPECIAL rules for them are unit-tested in ``test_madvise.py`` and ``test_mlock.py``).
+Arguments are small: page slots in a 64-page window (each mm's
 ``mmap_base`` is set to the window's end, so top-down placement lands in it).
 
-The reference (:class:`Ref`) predicts, for every call, the errno Linux returns and the state it
+The reference (:class:`Sim`) predicts, for every call, the errno Linux returns and the state it
 leaves — page by page: which pages are mapped, with which protection, backing (anonymous
-memory, which shmem page, which device page), ``VM_MAYWRITE`` and contents — following the
+memory, which shmem or memfd page, which device page), ``VM_MAYWRITE``, VM_LOCKED,
+VM_DONTCOPY, VM_WIPEONFORK and contents, and the memfd's size and contents — following the
 kernel's order of checks (mm/mmap.c ``do_mmap``, mm/vma.c ``do_vmi_munmap``, mm/mprotect.c
-``do_mprotect_pkey``, mm/mremap.c ``do_mremap``/``remap_move``/``mremap_to``/``mremap_at``)
+``do_mprotect_pkey``, mm/mremap.c ``do_mremap``/``remap_move``/``mremap_to``/``mremap_at``,
+mm/madvise.c ``madvise_walk_vmas``, mm/mlock.c ``do_mlock``/``apply_vma_lock_flags`` and
+mm/gup.c ``__mm_populate``, mm/shmem.c ``shmem_setattr``/``shmem_file_read_iter``/
+``shmem_file_write_iter``, kernel/fork.c ``dup_mmap``)
 including Linux's partial application (mprotect up to the hole; MREMAP_FIXED's destination
 already unmapped; a multi-VMA move stopped half-way). VMA boundaries are the model's business
 (checked by ``Kernel.check_invariants`` and the unit tests), except those of device B's VMAs,
@@ -42,6 +50,11 @@ from typing_extensions import override
 from safemm.model import BusError, Kernel, KernelError, Process, SegmentationFault, Vma
 from safemm.model.errors import SEGV_MAPERR
 from safemm.model.mman import (
+    MADV_DOFORK,
+    MADV_DONTFORK,
+    MADV_DONTNEED,
+    MADV_KEEPONFORK,
+    MADV_WIPEONFORK,
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
@@ -64,7 +77,6 @@ from .strategies import (
     TestDevice,
     assert_unchanged,
     lengths,
-    machine_kinds,
     new_lengths,
     prots,
     slots,
@@ -86,6 +98,12 @@ def refused(pgoff: int) -> bool:
 
 #: Bytes of each page the reference tracks (loads and stores stay inside them).
 CW = 16
+#: What the machine maps: private anonymous memory, shared anonymous memory (shmem), the
+#: memfd, test device "A" (inserts its pages in ->mmap) or "B" (hooks, ->fault).
+KINDS = st.sampled_from(["anon", "shm", "memfd", "A", "B"])
+ADVICE = st.sampled_from(
+    [MADV_DONTNEED, MADV_DONTFORK, MADV_DOFORK, MADV_WIPEONFORK, MADV_KEEPONFORK]
+)
 MMAP_MIN_VPN = 0x10000 >> PAGE_SHIFT
 
 
@@ -99,11 +117,13 @@ def veto(vpn: int) -> bool:
 
 
 class Shm:
-    """A shmem file behind one MAP_SHARED|MAP_ANONYMOUS mmap: ``npages`` long (faults past it
-    are SIGBUS), contents by page offset."""
+    """A shmem file: behind one MAP_SHARED|MAP_ANONYMOUS mmap, or the machine's memfd.
+    ``size`` bytes long, ``npages`` pages (faults at or past it are SIGBUS); contents by page
+    offset (the first ``CW`` bytes of each page)."""
 
     def __init__(self, npages: int) -> None:
         self.npages = npages
+        self.size = npages * P
         self.data: dict[int, bytearray] = {}
         #: The model's shmem inode number, once seen.
         self.ino: int | None = None
@@ -122,10 +142,11 @@ class DevRef:
 class RPage:
     """One mapped page of one process, as Linux would have it.
 
-    ``kind``: "anon", "shm", "A" or "B". ``cell`` is the page's private contents (anonymous
-    memory once written, or a copy-on-write copy of a file page); None reads as the backing
-    (zeros for anonymous memory). ``present``: device A's pages have a PTE (they have no
-    ``->fault``: without one, SIGBUS).
+    ``kind``: "anon", "shm", "memfd", "A" or "B". ``cell`` is the page's private contents
+    (anonymous memory once written, or a copy-on-write copy of a file page); None reads as the
+    backing (zeros for anonymous memory). ``present``: device A's pages have a PTE (they have
+    no ``->fault``: without one, SIGBUS). ``locked``, ``dontcopy``, ``wipe``: the VMA's
+    VM_LOCKED, VM_DONTCOPY and VM_WIPEONFORK.
     """
 
     prot: int
@@ -136,6 +157,9 @@ class RPage:
     pgoff: int
     cell: bytearray | None = None
     present: bool = True
+    locked: bool = False
+    dontcopy: bool = False
+    wipe: bool = False
 
     def clone(self) -> RPage:
         return dataclasses.replace(self, cell=None if self.cell is None else bytearray(self.cell))
@@ -337,8 +361,88 @@ class Sim:
             if rp.prot != prot:
                 self.pages[v] = dataclasses.replace(rp, prot=prot)
                 self.changed = True
+                # mprotect_fixup: a locked private VMA made writable is populated
+                if rp.locked and not rp.shared and not rp.prot & PROT_WRITE and prot & PROT_WRITE:
+                    self.populate(v, v + 1, True)
         if err is not None:
             raise self.fail(err)
+
+    # -- population: mm/gup.c __mm_populate / populate_vma_page_range
+
+    def populate(self, s: int, e: int, ignore_errors: bool) -> bool:
+        """Fault ``[s, e)`` in page by page, as GUP does: a private writable page is faulted
+        for write (``FOLL_WRITE``), which copies a file page (COW); a PROT_NONE page (no
+        ``FOLL_FORCE``) or a shmem page at or past the end of its file (SIGBUS) is -EFAULT:
+        the walk stops there (``ignore_errors``: it goes on at the next VMA, i.e. the next
+        page of another protection). Holes are skipped. Returns False on a stop."""
+        for v in range(s, e):
+            rp = self.pages.get(v)
+            if rp is None:
+                continue
+            self.changed = True
+            beyond = isinstance(rp.src, Shm) and rp.pgoff >= rp.src.npages
+            if not rp.prot or beyond:
+                if not ignore_errors:
+                    return False
+                continue
+            if rp.prot & PROT_WRITE and not rp.shared and rp.cell is None and rp.kind != "anon":
+                rp.cell = bytearray(content(rp))
+        return True
+
+    def locked_populate(self, s: int, e: int) -> None:
+        """``mm_populate`` of a grown part of a locked mapping (errors ignored)."""
+        if any(self.pages[v].locked for v in range(s, e) if v in self.pages):
+            self.populate(s, e, True)
+
+    # -- madvise: do_madvise → madvise_walk_vmas
+
+    def madvise(self, s: int, n: int, advice: int) -> None:
+        """Apply ``advice`` VMA by VMA (here: page by page, in order), stopping at the first
+        VMA that refuses it (EINVAL: MADV_DONTNEED on VM_LOCKED, MADV_WIPEONFORK on a shared
+        or file VMA); holes are skipped and make the call ENOMEM at the end."""
+        hole = False
+        for v in range(s, s + n):
+            rp = self.pages.get(v)
+            if rp is None:
+                hole = True
+                continue
+            if advice == MADV_DONTNEED:
+                if rp.locked:
+                    raise self.fail(errno.EINVAL)
+                self.changed = True
+                if not rp.shared:
+                    self.pages[v] = dataclasses.replace(rp, cell=None)
+                continue
+            if advice == MADV_WIPEONFORK and rp.kind != "anon":
+                raise self.fail(errno.EINVAL)
+            if advice in (MADV_DONTFORK, MADV_DOFORK):
+                new = dataclasses.replace(rp, dontcopy=advice == MADV_DONTFORK)
+            else:
+                new = dataclasses.replace(rp, wipe=advice == MADV_WIPEONFORK)
+            if new != rp:
+                self.pages[v] = new
+                self.changed = True
+        if hole:
+            raise self.fail(errno.ENOMEM)
+
+    # -- mlock, munlock: do_mlock → apply_vma_lock_flags, then __mm_populate
+
+    def lock(self, s: int, n: int, on: bool) -> None:
+        """Set or clear VM_LOCKED from ``s`` to the first hole (ENOMEM at the hole; ENOMEM
+        before anything if ``s`` is not mapped); mlock then populates the whole range and is
+        ENOMEM if population stops."""
+        if s not in self.pages:
+            raise self.fail(errno.ENOMEM)
+        e = s + n
+        for v in range(s, e):
+            rp = self.pages.get(v)
+            if rp is None:
+                raise self.fail(errno.ENOMEM)
+            if rp.locked != on:
+                self.pages[v] = dataclasses.replace(rp, locked=on)
+                self.changed = True
+        if on and not self.populate(s, e, False):
+            raise self.fail(errno.ENOMEM)
 
     # -- mmap: do_mmap → __mmap_region
 
@@ -375,6 +479,8 @@ class Sim:
         if kind == "shm":
             src = Shm(n)
             pgoff = 0
+        elif kind == "memfd":
+            src = self.m.mfd
         elif kind == "A":
             src = self.m.A
         elif kind == "B":
@@ -443,6 +549,7 @@ class Sim:
             for i in range(n - o):
                 self.pages[a + o + i] = base.fresh(base.pgoff + o + i)
             self.changed = True
+            self.locked_populate(a + o, a + n)
             return a
         if mode != "maymove":
             raise self.fail(errno.ENOMEM)
@@ -479,14 +586,17 @@ class Sim:
         if ext is not None:
             self.devb = sorted([*self.devb, (r, r + n)])
         self.changed = True
+        if n > o:
+            self.locked_populate(r + o, r + n)
         if dontunmap:
+            # dontunmap_complete: the old VMA loses VM_LOCKED; its page tables moved away
             for v, rp in moved.items():
-                if rp.kind == "anon":
-                    self.pages[v] = dataclasses.replace(rp, cell=None)
-                elif rp.kind == "A":
+                if rp.kind == "A":
                     self.pages[v] = dataclasses.replace(rp, cell=None, present=False)
+                elif not rp.shared:  # anonymous memory reads zero, a private file its file
+                    self.pages[v] = dataclasses.replace(rp, cell=None, locked=False)
                 else:
-                    self.pages[v] = rp.clone()  # shmem: the same file pages fault back in
+                    self.pages[v] = dataclasses.replace(rp.clone(), locked=False)
         elif o:
             for i in range(o):
                 if self.pages.get(a + i) is moved[a + i]:
@@ -545,6 +655,9 @@ class Machine(RuleBasedStateMachine):
         self.devb: dict[int, list[tuple[int, int]]] = {}
         #: fd numbers, the same in every process (fork copies the table).
         self.fds: dict[tuple[str, bool], int] = {}
+        #: The memfd (empty at first) and its descriptor.
+        self.mfd = Shm(0)
+        self.memfd = -1
 
     @initialize()
     def first_process(self) -> None:
@@ -554,6 +667,7 @@ class Machine(RuleBasedStateMachine):
             path = "/dev/ins" if dev == "A" else "/dev/hooks"
             self.fds[(dev, False)] = p.open(path)
             self.fds[(dev, True)] = p.open(path, O_RDONLY)
+        self.memfd = p.memfd_create("stateful")
         self.procs.append(p)
         self.ref[p.pid] = {}
         self.devb[p.pid] = []
@@ -628,7 +742,7 @@ class Machine(RuleBasedStateMachine):
         slot=slots,
         n=lengths,
         prot=prots,
-        kind=machine_kinds,
+        kind=KINDS,
         shared=st.booleans(),
         mode=st.sampled_from(["fixed", "hint", "noreplace"]),
         pgoff=st.integers(0, POOL - 1),
@@ -655,6 +769,9 @@ class Machine(RuleBasedStateMachine):
         fd = -1
         if kind in ("A", "B"):
             fd = self.fds[(kind, ro)]
+            flags = MAP_SHARED if shared else MAP_PRIVATE
+        elif kind == "memfd":
+            fd, ro, pgoff = self.memfd, False, pgoff % 8
             flags = MAP_SHARED if shared else MAP_PRIVATE
         else:
             ro = False
@@ -717,6 +834,138 @@ class Machine(RuleBasedStateMachine):
             lambda sim, got: sim.mremap(a, old, new, mode, d, got),
         )
 
+    def advised_range(
+        self, pi: int, slot: int, n: int, near: int, kind: str
+    ) -> tuple[int, int] | None:
+        """A range for madvise or mlock: seven times in eight a run of mapped pages (holes
+        the rest of the time), after mapping ``kind`` read/write at ``slot`` if the process
+        maps nothing; None if it has a device page (madvise and mlock stay off them)."""
+        p = self.proc(pi)
+        if not self.ref[p.pid]:
+            self.mmap(
+                pi, slot, max(n, 1), PROT_READ | PROT_WRITE, kind, False, "fixed", 0, False, 1
+            )
+        s = self.target(p, slot, near if near % 8 == 0 else near | 1)
+        n = self.run_length(p, s, n, near if near % 8 == 0 else 1)
+        ref = self.ref[p.pid]
+        if any(ref[v].kind in ("A", "B") for v in range(s, s + n) if v in ref):
+            return None
+        return s, n
+
+    def fill(self, p: Process, s: int, n: int, byte: int) -> None:
+        """Store ``byte`` into each writable page of ``[s, s + n)`` (so that what a call does
+        to contents shows in later loads)."""
+        for v in range(s, s + n):
+            rp = self.ref[p.pid].get(v)
+            if rp is not None and expect_access(rp, True) is None:
+                self.check_access(p, v, True, 0, bytes([byte]))
+
+    @rule(
+        pi=st.integers(0, 2),
+        slot=slots,
+        n=lengths,
+        advice=ADVICE,
+        near=st.integers(0, 1000),
+        fill=st.integers(0, 255),
+        kind=st.sampled_from(["anon", "memfd", "shm"]),
+    )
+    def madvise(
+        self, pi: int, slot: int, n: int, advice: int, near: int, fill: int, kind: str
+    ) -> None:
+        p = self.proc(pi)
+        picked = self.advised_range(pi, slot, n, near, kind)
+        if picked is None:
+            return
+        s, n = picked
+        if fill:
+            self.fill(p, s, n, fill)
+
+        def predict(sim: Sim, got: int | None) -> None:
+            sim.madvise(s, n, advice)
+
+        self.run(p, lambda: p.madvise(s << PAGE_SHIFT, n * P, advice), predict)
+
+    @rule(
+        pi=st.integers(0, 2),
+        slot=slots,
+        n=st.integers(1, 8),
+        on=st.booleans(),
+        near=st.integers(0, 1000),
+        kind=st.sampled_from(["anon", "memfd", "shm"]),
+        poke=st.integers(0, 255),
+    )
+    def mlock(self, pi: int, slot: int, n: int, on: bool, near: int, kind: str, poke: int) -> None:
+        """mlock or munlock; with ``poke``, then a ``pwrite`` to the file page behind the
+        range's first memfd page (a private copy made by population must not see it)."""
+        p = self.proc(pi)
+        picked = self.advised_range(pi, slot, n, near, kind)
+        if picked is None:
+            return
+        s, n = picked
+
+        def predict(sim: Sim, got: int | None) -> None:
+            sim.lock(s, n, on)
+
+        call = p.mlock if on else p.munlock
+        self.run(p, lambda: call(s << PAGE_SHIFT, n * P), predict)
+        ref = self.ref[p.pid]
+        memfd_pages = [
+            ref[v].pgoff for v in range(s, s + n) if v in ref and ref[v].kind == "memfd"
+        ]
+        if poke and memfd_pages:
+            self.file_io(pi, memfd_pages[0], 0, True, bytes([poke]))
+
+    @rule(pages=st.integers(0, 8), tail=st.sampled_from([0, 0, 5]))
+    def ftruncate(self, pages: int, tail: int) -> None:
+        """``shmem_setattr``: a shrink zaps the pages past the new end from every mapping in
+        every process, private copies included (``unmap_mapping_range`` with even_cows), and
+        zeroes the rest of a partial last page."""
+        size = pages * P + tail
+        self.procs[0].ftruncate(self.memfd, size)
+        mfd = self.mfd
+        npages = -(-size // P)
+        if size < mfd.size:
+            for pgoff in list(mfd.data):
+                if pgoff >= npages:
+                    del mfd.data[pgoff]
+            if tail and pages in mfd.data:
+                mfd.data[pages][tail:] = bytes(CW - tail)
+            for ref in self.ref.values():
+                for v, rp in ref.items():
+                    if rp.src is mfd and rp.pgoff >= npages:
+                        ref[v] = dataclasses.replace(rp, cell=None)
+        mfd.size, mfd.npages = size, npages
+
+    def file_bytes(self, offset: int, length: int) -> bytes:
+        """What ``pread`` returns: the file's bytes up to its end."""
+        pgoff, off = divmod(offset, P)
+        end = min(offset + length, self.mfd.size)
+        if end <= offset:
+            return b""
+        page = self.mfd.data.get(pgoff, bytes(CW))
+        return bytes(page[off : off + end - offset])
+
+    @rule(
+        pi=st.integers(0, 2),
+        pgoff=st.integers(0, 9),
+        off=st.integers(0, CW - 4),
+        write=st.booleans(),
+        data=st.binary(min_size=1, max_size=4),
+    )
+    def file_io(self, pi: int, pgoff: int, off: int, write: bool, data: bytes) -> None:
+        """``pread``/``pwrite`` of the memfd: the bytes the mappings see (``pwrite`` past the
+        end grows the file)."""
+        p = self.proc(pi)
+        offset = pgoff * P + off
+        if not write:
+            assert p.pread(self.memfd, len(data), offset) == self.file_bytes(offset, len(data))
+            return
+        assert p.pwrite(self.memfd, data, offset) == len(data)
+        self.mfd.data.setdefault(pgoff, bytearray(CW))[off : off + len(data)] = data
+        if offset + len(data) > self.mfd.size:
+            self.mfd.size = offset + len(data)
+            self.mfd.npages = pgoff + 1
+
     @rule(site=st.sampled_from(["lock_vma_under_rcu", "trylock"]), on=st.booleans())
     def inject(self, site: str, on: bool) -> None:
         """Fault injection: per-VMA locking and trylocks fail half the time (the fault path
@@ -731,7 +980,15 @@ class Machine(RuleBasedStateMachine):
         c = p.fork()
         c.mm.mmap_base = BASE + WINDOW * P
         self.procs.append(c)
-        self.ref[c.pid] = {v: rp.clone() for v, rp in self.ref[p.pid].items()}
+        # dup_mmap: VM_DONTCOPY VMAs are skipped, VM_WIPEONFORK ones start empty, no copy
+        # is locked; the rest is a copy-on-write copy
+        self.ref[c.pid] = {
+            v: dataclasses.replace(
+                rp.clone(), locked=False, cell=None if rp.wipe else rp.clone().cell
+            )
+            for v, rp in self.ref[p.pid].items()
+            if not rp.dontcopy
+        }
         self.devb[c.pid] = list(self.devb[p.pid])
 
     @rule(pi=st.integers(0, 2))
@@ -816,7 +1073,9 @@ class Machine(RuleBasedStateMachine):
             return
         assert f is not None, f"{v!r} should map a file"
         assert v.vm_pgoff + i == rp.pgoff, f"{v!r} page {i}: pgoff {v.vm_pgoff + i} != {rp.pgoff}"
-        if rp.kind == "shm":
+        if rp.kind == "memfd":
+            assert f.f_inode is self.procs[0].fds[self.memfd].f_inode, f"{v!r}: not the memfd"
+        elif rp.kind == "shm":
             assert f.f_inode.kind == "shmem"
             assert isinstance(rp.src, Shm)
             if rp.src.ino is None:

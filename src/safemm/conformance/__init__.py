@@ -1,10 +1,11 @@
 """Differential conformance suite: the safemm model against the real Linux kernel.
 
 The same random sequence of memory-map operations (mmap, munmap, mprotect,
-mremap, one-byte loads and stores, malformed calls) runs on the running kernel
-and on the model; results, errno values, VMA boundaries and permissions and the
-bytes read back are compared step by step, and a disagreement is shrunk to a
-minimal sequence.
+mremap, madvise, mlock, memfd calls, one-byte loads and stores, malformed calls,
+fork and calls in the child) runs on the running kernel and on the model;
+results, errno values, VMA boundaries and permissions and the bytes read back are
+compared step by step, in the parent and in the child, and a disagreement is
+shrunk to a minimal sequence.
 
 Modules:
 
@@ -18,7 +19,9 @@ Modules:
 * :mod:`.model_side` — the model, through ``Kernel().spawn()``;
 * :mod:`.generator` — random sequences (seeded, or as a hypothesis strategy);
 * :mod:`.compare` — comparison, shrinking, the seeded runner and the
-  ``safemm conformance`` command.
+  ``safemm conformance`` command;
+* :mod:`.selftests` — scenarios ported from the kernel's own selftests
+  (``tools/testing/selftests/mm/``), checked on the kernel and compared with the model.
 
 Nothing is imported here, so that ``safemm.conformance.ops`` costs only itself.
 """

@@ -37,7 +37,9 @@ from .kernel_side import KernelInfo, KernelSide, KernelUnavailable, unavailable_
 from .model_side import ModelSide
 from .ops import (
     REGION_PAGES,
+    Fork,
     Ftruncate,
+    InChild,
     Madvise,
     Mlock,
     Mmap,
@@ -88,6 +90,7 @@ FAMILIES: Final = (
     "madvise",
     "mlock",
     "file",
+    "fork",
     "malformed",
 )
 """The operation families agreement is reported for, in report order."""
@@ -96,8 +99,13 @@ FAMILIES: Final = (
 def family_of(op: Op) -> str:
     """The family of an operation: its system call (``mlock`` for mlock and munlock),
     ``access`` for loads and stores, ``file`` for memfd mappings and file calls (including
-    their malformed arguments), ``malformed`` for the raw (byte-level) calls."""
+    their malformed arguments), ``fork`` for the fork itself, ``malformed`` for the raw
+    (byte-level) calls. A call run in the child has the family of the call."""
     match op:
+        case Fork():
+            return "fork"
+        case InChild(inner):
+            return family_of(inner)
         case Mmap():
             return "mmap"
         case Munmap():
@@ -206,6 +214,7 @@ def compare_results(
             for name, differs in (
                 ("outcome", ours.outcome != theirs.outcome),
                 ("layout", ours.layout != theirs.layout),
+                ("child layout", ours.child != theirs.child),
             )
             if differs
         )
@@ -479,6 +488,28 @@ def _kernel_only(n: int, seed: int, max_steps: int, out: TextIO) -> int:
     return 0
 
 
+def _selftests(out: TextIO) -> int:
+    """Run every ported selftest scenario on both sides; one line each."""
+    from .selftests import SCENARIOS, run_scenario
+
+    kernel, model = _default_kernel(), ModelSide()
+    print(kernel.info.describe(), file=out)
+    reports = [run_scenario(scenario, kernel, model) for scenario in SCENARIOS]
+    for report in reports:
+        print(report.summary(), file=out)
+        if report.mismatch is not None:
+            print(report.mismatch, file=out)
+    met = sum(not report.kernel_unmet for report in reports)
+    agreed = sum(report.mismatch is None for report in reports)
+    print(
+        f"selftest scenarios: {len(reports)}; the kernel meets {met}; "
+        f"the model agrees with the kernel on {agreed}",
+        file=out,
+    )
+    ok = all(report.kernel_as_expected and report.mismatch is None for report in reports)
+    return 0 if ok else 1
+
+
 def run_command(
     *,
     sequences: int = 2000,
@@ -487,6 +518,7 @@ def run_command(
     show: int = 5,
     max_shrinks: int = 25,
     kernel_only: bool = False,
+    selftests: bool = False,
     out: TextIO | None = None,
 ) -> int:
     """``safemm conformance``: print the kernel version, the assumptions and the agreement
@@ -511,6 +543,8 @@ def run_command(
         print(f"safemm conformance: skipped: {reason}", file=out)
         return 0
     try:
+        if selftests:
+            return _selftests(out)
         if kernel_only:
             return _kernel_only(sequences, seed, max_steps, out)
         report = run(sequences, seed, max_steps=max_steps, max_shrinks=max_shrinks)

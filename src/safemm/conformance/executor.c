@@ -31,8 +31,12 @@
  *   K ADDR LEN                      munlock
  *   l ADDR                          one-byte load
  *   s ADDR BYTE                     one-byte store
- *   z                               reset the window to its initial state
- *   q                               exit
+ *   f                               fork: a child process that serves "c" requests
+ *                                   (an existing child is ended first); value = its pid
+ *   c REQUEST                       run REQUEST (any of the above but f, z, q, c) in the
+ *                                   child: forwarded over a pipe, its reply forwarded back
+ *   z                               reset the window to its initial state (ends the child)
+ *   q                               exit (ends the child)
  * Every reply is one line:
  *   {"kind":"ok","value":N,"maps":[...]}          syscall returned N / load read N
  *   {"kind":"errno","value":E,"maps":[...]}       syscall failed with errno E
@@ -42,7 +46,9 @@
  * MEMFD (descriptor 1000) is a memfd named "safemm", made at setup and
  * truncated to 0 at every reset; mmap requests may name it (and only it).
  * "maps" holds every /proc/self/maps line that intersects [moat_lo, moat_hi),
- * verbatim. The first line written, before any request, is
+ * verbatim; while a child exists, "child_maps" holds the same lines of the
+ * child's /proc/PID/maps (the parent reads them: the child is blocked on its
+ * request pipe, so its layout is the one its last request left). The first line written, before any request, is
  *   {"kind":"hello","page_size":P,"moat_lo":A,"window":B,"window_end":C,
  *    "moat_hi":D,"pid":N,"maps":[...]}.
  *
@@ -52,8 +58,10 @@
  * (mmap, mremap, brk, shmat, io_setup, ...), when the stack VMA grows, or in a
  * few kernel-initiated cases (exec, the uprobes XOL page). This process has one
  * thread, and after setup() it only ever makes these system calls:
- * read(0), write(1), write(2), openat/read/close of /proc/self/maps, the four
- * operations it was asked for, rt_sigreturn, and exit. In particular:
+ * read(0), write(1), write(2), openat/read/close of /proc/self/maps (and of
+ * its child's maps), the operations it was asked for, pipe/fork/dup2/close/
+ * wait4 for the child (see THE CHILD below), rt_sigreturn, and exit. In
+ * particular:
  *  - Nothing allocates after setup: no malloc, no stdio (all output goes through
  *    write(2) from static buffers; numbers are formatted by hand), no locale,
  *    no dlopen. The binary is linked with -z now, so the dynamic linker never
@@ -94,6 +102,18 @@
  *    merge can join a window VMA with a foreign neighbour. A huge mprotect is
  *    only executed while both moats are verified empty (moat_clear).
  *
+ * THE CHILD (fork): "f" forks this process. The child inherits the window (as
+ * fork copies it: VM_DONTCOPY ranges missing, VM_WIPEONFORK ranges empty), the
+ * memfd (the same open file), the moats (still holes), the signal handlers and
+ * the alternate stack, and the same static buffers. It swaps its stdin/stdout
+ * for two pipes to the parent and serves requests exactly as the parent does,
+ * under the same confinement rule (its window is at the same addresses), except
+ * that its replies carry no maps: it only rescans its own maps to keep its
+ * moat_clear up to date. fork() makes no mapping in the parent and pipe() none
+ * in either process, so the argument above holds for both. The child ends when
+ * its request pipe is closed (at the next "f", "z" or "q", or when the parent
+ * dies), and the parent reaps it with waitpid.
+ *
  * Loads and stores: a SIGSEGV or SIGBUS raised by the access is caught on the
  * alternate stack and turned into a "signal" reply with siglongjmp. A fault at
  * any other place (a bug in this program) exits with status 70.
@@ -108,6 +128,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* The Python side encodes the asm-generic values (x86-64, arm64, riscv64...). */
@@ -130,7 +151,7 @@ _Static_assert(MAP_SHARED == 1 && MAP_PRIVATE == 2 && MAP_SHARED_VALIDATE == 3, 
 _Static_assert(MAP_FIXED == 0x10 && MAP_ANONYMOUS == 0x20, "map ABI");
 _Static_assert(MAP_FIXED_NOREPLACE == 0x100000, "map ABI");
 _Static_assert(MREMAP_MAYMOVE == 1 && MREMAP_FIXED == 2 && MREMAP_DONTUNMAP == 4, "mremap ABI");
-_Static_assert(MAP_LOCKED == 0x2000, "map ABI");
+_Static_assert(MAP_LOCKED == 0x2000 && MAP_NORESERVE == 0x4000, "map ABI");
 _Static_assert(MADV_DONTNEED == 4 && MADV_DONTFORK == 10 && MADV_DOFORK == 11, "madvise ABI");
 _Static_assert(MADV_WIPEONFORK == 18 && MADV_KEEPONFORK == 19, "madvise ABI");
 
@@ -149,7 +170,15 @@ static u64 moat_lo, w_lo, w_hi, moat_hi;
 static int moat_clear;
 
 static char in_buf[4096];
-static size_t in_len;
+static size_t in_len, in_consumed;
+static char child_buf[1 << 12];
+static size_t child_len, child_consumed;
+
+/* The parent's view of its child (child_pid 0: none); is_child in the child. */
+static long child_pid;
+static int to_child = -1, from_child = -1;
+static int is_child;
+static char child_maps_path[64];
 static char maps_buf[1 << 16];
 static char out_buf[1 << 17];
 static size_t out_len;
@@ -258,32 +287,42 @@ static int parse_hex(const char **p, u64 *v)
 	return n > 0;
 }
 
-/* Read the maps file with open/read into a static buffer and append the lines
- * that intersect [moat_lo, moat_hi) to the reply as "maps":[...]. */
-static void out_maps(void)
+/* Read a maps file with open/read into the static buffer; its length. */
+static size_t read_maps(const char *path)
 {
 	size_t len = 0;
-	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		die("cannot open /proc/self/maps");
+		die("cannot open a maps file");
 	for (;;) {
 		ssize_t n = read(fd, maps_buf + len, sizeof maps_buf - len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			die("cannot read /proc/self/maps");
+			die("cannot read a maps file");
 		}
 		if (n == 0)
 			break;
 		len += (size_t)n;
 		if (len == sizeof maps_buf)
-			die("/proc/self/maps does not fit the static buffer");
+			die("a maps file does not fit the static buffer");
 	}
 	close(fd);
+	return len;
+}
 
-	int first = 1;
-	moat_clear = 1;
-	out_str(",\"maps\":[");
+/* Scan the maps file at PATH; append the lines that intersect [moat_lo, moat_hi)
+ * to the reply as "KEY":[...] (nothing if KEY is NULL). Returns 1 if none of them
+ * reaches outside the window (the moats are empty). */
+static int scan_maps(const char *path, const char *key)
+{
+	size_t len = read_maps(path);
+	int first = 1, clear = 1;
+	if (key) {
+		out_str(",\"");
+		out_str(key);
+		out_str("\":[");
+	}
 	for (size_t i = 0; i < len;) {
 		const char *line = maps_buf + i;
 		const char *nl = memchr(line, '\n', len - i);
@@ -292,17 +331,34 @@ static void out_maps(void)
 		u64 start, end;
 		i += line_len + 1;
 		if (!parse_hex(&p, &start) || *p++ != '-' || !parse_hex(&p, &end))
-			die("unparsable /proc/self/maps line");
+			die("unparsable maps line");
 		if (end <= moat_lo || start >= moat_hi)
 			continue;
 		if (start < w_lo || end > w_hi)
-			moat_clear = 0;
+			clear = 0;
+		if (!key)
+			continue;
 		if (!first)
 			out_char(',');
 		first = 0;
 		out_json(line, line_len);
 	}
-	out_char(']');
+	if (key)
+		out_char(']');
+	return clear;
+}
+
+/* The maps part of a reply: this process's lines (and moat_clear), then the
+ * child's while there is one. A child only refreshes its own moat_clear. */
+static void out_maps(void)
+{
+	if (is_child) {
+		moat_clear = scan_maps("/proc/self/maps", NULL);
+		return;
+	}
+	moat_clear = scan_maps("/proc/self/maps", "maps");
+	if (child_pid)
+		scan_maps(child_maps_path, "child_maps");
 }
 
 /* ---- the confinement rule --------------------------------------------------- */
@@ -345,7 +401,7 @@ static int range_ok(u64 a, u64 n)
 static const char *mmap_unsafe(u64 addr, u64 len, u64 prot, u64 flags, long fd)
 {
 	const u64 known = MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE |
-			  MAP_LOCKED;
+			  MAP_LOCKED | MAP_NORESERVE;
 	if (!(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)))
 		return "mmap without MAP_FIXED or MAP_FIXED_NOREPLACE";
 	if (flags & ~known)
@@ -626,30 +682,150 @@ static int next_long(const char **p, long *v)
 }
 
 /* Returns a pointer to the next NUL-terminated request line, or NULL at EOF. */
-static char *next_line(void)
+/* The next NUL-terminated line read from FD into BUF (of SIZE bytes, LEN of
+ * them filled, the first CONSUMED of those already returned), or NULL at EOF. */
+static char *read_line(int fd, char *buf, size_t size, size_t *len, size_t *consumed)
 {
-	static size_t consumed;
-	if (consumed) {
-		memmove(in_buf, in_buf + consumed, in_len - consumed);
-		in_len -= consumed;
-		consumed = 0;
+	if (*consumed) {
+		memmove(buf, buf + *consumed, *len - *consumed);
+		*len -= *consumed;
+		*consumed = 0;
 	}
 	for (;;) {
-		char *nl = memchr(in_buf, '\n', in_len);
+		char *nl = memchr(buf, '\n', *len);
 		if (nl) {
 			*nl = '\0';
-			consumed = (size_t)(nl - in_buf) + 1;
-			return in_buf;
+			*consumed = (size_t)(nl - buf) + 1;
+			return buf;
 		}
-		if (in_len == sizeof in_buf)
-			die("request line too long");
-		ssize_t n = read(0, in_buf + in_len, sizeof in_buf - in_len);
+		if (*len == size)
+			die("line too long");
+		ssize_t n = read(fd, buf + *len, size - *len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			return NULL;
-		in_len += (size_t)n;
+		*len += (size_t)n;
 	}
+}
+
+/* Returns a pointer to the next NUL-terminated request line, or NULL at EOF. */
+static char *next_line(void)
+{
+	return read_line(0, in_buf, sizeof in_buf, &in_len, &in_consumed);
+}
+
+/* ---- the child ------------------------------------------------------------------ */
+
+/* Close the child's request pipe (it exits at end of input) and reap it. */
+static void end_child(void)
+{
+	int status;
+	if (!child_pid)
+		return;
+	close(to_child);
+	while (waitpid((pid_t)child_pid, &status, 0) < 0)
+		if (errno != EINTR)
+			die("waitpid failed");
+	close(from_child);
+	child_pid = 0;
+	to_child = from_child = -1;
+}
+
+/* "f": fork a child that serves requests from a pipe. In the child this returns
+ * with stdin/stdout swapped for the pipes and the input buffer emptied, so the
+ * serve loop goes on reading the parent's forwarded requests. */
+static void do_fork(void)
+{
+	int req[2], rep[2];
+	long pid;
+	int err;
+
+	end_child();
+	if (pipe(req) != 0 || pipe(rep) != 0)
+		die("pipe failed");
+	errno = 0;
+	pid = fork();
+	err = errno;
+	if (pid == 0) {
+		is_child = 1;
+		if (dup2(req[0], 0) != 0 || dup2(rep[1], 1) != 1)
+			die("child: dup2 failed");
+		close(req[0]);
+		close(req[1]);
+		close(rep[0]);
+		close(rep[1]);
+		in_len = in_consumed = 0;
+		out_len = 0;
+		return;
+	}
+	close(req[0]);
+	close(rep[1]);
+	if (pid < 0) {
+		close(req[1]);
+		close(rep[0]);
+		reply_syscall(-1, err);
+		return;
+	}
+	child_pid = pid;
+	to_child = req[1];
+	from_child = rep[0];
+	child_len = child_consumed = 0;
+	{
+		/* "/proc/" PID "/maps", formatted by hand (no stdio) */
+		char digits[24];
+		size_t n = 0, at = 0;
+		u64 v = (u64)pid;
+		do {
+			digits[n++] = (char)('0' + v % 10);
+			v /= 10;
+		} while (v);
+		memcpy(child_maps_path, "/proc/", 6);
+		at = 6;
+		while (n)
+			child_maps_path[at++] = digits[--n];
+		memcpy(child_maps_path + at, "/maps", 6);
+	}
+	reply_syscall(pid, 0);
+}
+
+/* "c REQUEST": send REQUEST to the child, and reply with its answer plus the maps. */
+static void do_in_child(const char *request)
+{
+	static const char fatal[] = "{\"kind\":\"fatal\"";
+	static const char unsafe[] = "{\"kind\":\"unsafe\"";
+	char *reply;
+	size_t len;
+
+	if (!child_pid) {
+		reply_unsafe("no child process");
+		return;
+	}
+	if (!strchr("muprastRWkKls", request[0]) || request[0] == '\0')
+		die("bad child request");
+	write_all(to_child, request, strlen(request));
+	write_all(to_child, "\n", 1);
+	reply = read_line(from_child, child_buf, sizeof child_buf, &child_len, &child_consumed);
+	if (!reply)
+		reply_fatal("the child died");
+	len = strlen(reply);
+	if (strncmp(reply, fatal, sizeof fatal - 1) == 0) {
+		out_str(reply);
+		out_flush();
+		die("the child gave up");
+	}
+	if (strncmp(reply, unsafe, sizeof unsafe - 1) == 0) {
+		out_str(reply);
+		out_flush();
+		return;
+	}
+	if (len < 2 || reply[len - 1] != '}')
+		die("bad reply from the child");
+	reply[len - 1] = '\0';
+	out_str(reply);
+	out_maps();
+	out_char('}');
+	out_flush();
 }
 
 static void serve(void)
@@ -753,7 +929,20 @@ static void serve(void)
 				die("bad store request");
 			do_access(a[0], 1, (unsigned char)a[1]);
 			break;
+		case 'f':
+			if (is_child)
+				die("fork requested in the child");
+			do_fork();
+			break;
+		case 'c':
+			if (is_child)
+				die("child request sent to the child");
+			do_in_child(p + (*p == ' '));
+			break;
 		case 'z':
+			if (is_child)
+				die("reset requested in the child");
+			end_child();
 			do_reset();
 			out_str("{\"kind\":\"ok\",\"value\":0");
 			out_maps();
@@ -761,6 +950,7 @@ static void serve(void)
 			out_flush();
 			break;
 		case 'q':
+			end_child();
 			return;
 		default:
 			die("unknown request");
@@ -798,6 +988,9 @@ static void setup(u64 region, u64 guard, u64 moat)
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIGSEGV, &sa, NULL) != 0 || sigaction(SIGBUS, &sa, NULL) != 0)
 		die("sigaction failed");
+	/* A dead child's pipe is then EPIPE, not a signal that kills the parent. */
+	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+		die("cannot ignore SIGPIPE");
 
 	/* The only mmap whose address the kernel chooses. */
 	total = (2 * moat + 2 * guard + region) * page_size;

@@ -8,17 +8,17 @@ hypothesis strategy, whose choices hypothesis can shrink (integers towards their
 lower bound, ``choice`` towards its first option, lists towards fewer items).
 The first option of every choice is therefore the simplest one.
 
-Shape of what is generated (weights in percent):
+Shape of what is generated (relative weights, out of 142):
 
 * 22 ``Mmap`` (private or shared anonymous, ``MAP_FIXED`` or
-  ``MAP_FIXED_NOREPLACE``, now and then ``MAP_LOCKED``, any of the eight R/W/X
-  combinations), 14 ``Mprotect``, 10 ``Munmap``, 14 ``Mremap`` (in place,
+  ``MAP_FIXED_NOREPLACE``, now and then ``MAP_LOCKED`` or ``MAP_NORESERVE``, any of
+  the eight R/W/X combinations), 14 ``Mprotect``, 12 ``Munmap``, 14 ``Mremap`` (in place,
   ``MREMAP_MAYMOVE|MREMAP_FIXED``, and ``|MREMAP_DONTUNMAP``), 14 ``Read``, 14
   ``Write``, 8 ``Madvise`` (DONTNEED, DONTFORK, DOFORK, WIPEONFORK, KEEPONFORK),
-  4 ``Mlock``, 3 ``Munlock``, 8 ``MmapFile`` (the suite's memfd, shared or private,
+  6 ``Mlock``, 5 ``Munlock``, 8 ``MmapFile`` (the suite's memfd, shared or private,
   from file page 0 to 7), 3 ``Ftruncate`` (whole pages, or a page and a bit, up to
-  10 pages), 3 ``Pread`` and 3 ``Pwrite`` (one byte, up to 11 pages into the file)
-  — over pages mostly in the region, sometimes in the guards, one to four pages
+  10 pages), 3 ``Pread`` and 3 ``Pwrite`` (one byte, up to 11 pages into the file),
+  4 ``Fork`` — over pages mostly in the region, sometimes in the guards, one to four pages
   long, sometimes up to the window's end;
 * 12 malformed calls (raw operations): unaligned addresses, zero lengths,
   unaligned lengths, lengths past ``TASK_SIZE`` or wrapping around zero,
@@ -38,10 +38,17 @@ random calls rarely hit:
   read-only, exec-only or PROT_NONE again, then a never-writable neighbour mapped or
   mprotected to the same protection next to it (VM_ACCOUNT and the anon_vma decide
   whether they merge: ``mprotect_fixup`` drops VM_ACCOUNT only while there is no anon_vma);
+* ``fork_cow``: a private or shared, anonymous or memfd mapping, written, sometimes
+  marked ``MADV_DONTFORK`` or ``MADV_WIPEONFORK`` in part, then a ``Fork`` and loads and
+  stores in both processes in random order (copy-on-write seen from both sides: a store
+  in one is never seen by the other, unless the mapping is shared);
 * ``adopt``: a written writable mapping, a new writable mapping next to it that merges
   into it (adopting its anon_vma), then an ``mprotect`` straddling the new mapping's other
   edge — the shape of a disagreement another generator found, where the written neighbour
   lay outside the compared window.
+
+Once a sequence has forked, each later piece runs in the child (wrapped in ``InChild``)
+one time in three, so the two processes' calls interleave.
 
 Every generated operation satisfies :func:`~safemm.conformance.ops.confinement_error`
 by construction: ranges end inside the window, lengths are small or huge.
@@ -57,11 +64,14 @@ from .ops import (
     BAD_MADVICE,
     FAR,
     FAR2,
+    MADV_DONTFORK,
+    MADV_WIPEONFORK,
     MADVICE,
     MAP_ANONYMOUS,
     MAP_FIXED,
     MAP_FIXED_NOREPLACE,
     MAP_LOCKED,
+    MAP_NORESERVE,
     MAP_PRIVATE,
     MAP_SHARED,
     MAP_SHARED_VALIDATE,
@@ -80,7 +90,9 @@ from .ops import (
     WINDOW_END_PAGE,
     WINDOW_FIRST_PAGE,
     WRAP,
+    Fork,
     Ftruncate,
+    InChild,
     Madvise,
     Mlock,
     Mmap,
@@ -114,8 +126,10 @@ __all__ = [
     "generate_piece",
     "generate_sequence",
     "generate_shape",
+    "in_child",
     "ops",
     "pieces",
+    "place_pieces",
     "random_sequences",
     "sequences",
 ]
@@ -236,8 +250,13 @@ def _npages(c: Chooser, page: int, most: int = 4) -> int:
 def _mmap(c: Chooser) -> Op:
     page = _page(c)
     flags = c.choice(_MMAP_FLAGS)
-    if c.integer(0, 7) == 7:
-        flags |= MAP_LOCKED
+    match c.integer(0, 7):
+        case 7:
+            flags |= MAP_LOCKED
+        case 6:
+            flags |= MAP_NORESERVE  # no VM_ACCOUNT: decides merges
+        case _:
+            pass
     return Mmap(page, _npages(c, page), c.choice(_PROTS), flags)
 
 
@@ -311,6 +330,10 @@ def _mremap(c: Chooser) -> Op:
     if flags & MREMAP_FIXED:
         new_page = min(_page(c), WINDOW_END_PAGE - new_n)
     return Mremap(old, old_n, new_n, flags, new_page)
+
+
+def _fork(c: Chooser) -> Op:
+    return Fork()
 
 
 def _read(c: Chooser) -> Op:
@@ -481,17 +504,18 @@ def _malformed(c: Chooser) -> Op:
 _KINDS: Final[tuple[tuple[int, _Gen], ...]] = (
     (22, _mmap),
     (14, _mprotect),
-    (10, _munmap),
+    (12, _munmap),
     (14, _mremap),
     (14, _read),
     (14, _write),
     (8, _madvise),
-    (4, _mlock),
-    (3, _munlock),
+    (6, _mlock),
+    (5, _munlock),
     (8, _mmap_file),
     (3, _ftruncate),
     (3, _pread),
     (3, _pwrite),
+    (4, _fork),
     (12, _malformed),
 )
 
@@ -506,6 +530,7 @@ def generate_op(c: Chooser) -> Op:
 _WRITABLE: Final = (PROT_READ | PROT_WRITE, PROT_READ | PROT_WRITE | PROT_EXEC, PROT_WRITE)
 _NOT_WRITABLE: Final = (PROT_READ, PROT_NONE, PROT_READ | PROT_EXEC, PROT_EXEC)
 _PRIVATE_FIXED: Final = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED
+_SHARED_FIXED: Final = MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED
 
 
 def _region_range(c: Chooser, most: int = 6) -> tuple[int, int]:
@@ -571,10 +596,36 @@ def _adopt(c: Chooser) -> list[Op]:
     return out
 
 
+def _fork_cow(c: Chooser) -> list[Op]:
+    page, npages = _region_range(c, most=4)
+    prot = c.choice(_WRITABLE[:2])
+    kind = c.integer(0, 3)
+    out: list[Op] = []
+    if kind < 2:
+        out.append(Mmap(page, npages, prot, _PRIVATE_FIXED if kind == 0 else _SHARED_FIXED))
+    else:
+        out.append(Ftruncate(npages * PAGE_SIZE))
+        out.append(MmapFile(page, npages, prot, kind == 2, 0))
+    for _ in range(c.integer(1, 2)):
+        out.append(Write(page + c.integer(0, npages - 1), 0, c.integer(1, 255)))
+    if c.integer(0, 2) == 0:
+        first = page + c.integer(0, npages - 1)
+        out.append(Madvise(first, 1, c.choice((MADV_DONTFORK, MADV_WIPEONFORK))))
+    out.append(Fork())
+    for _ in range(c.integer(2, 4)):
+        target = page + c.integer(0, npages - 1)
+        access: Op = (
+            Write(target, 0, c.integer(1, 255)) if c.integer(0, 1) == 0 else Read(target, 0)
+        )
+        out.append(InChild(access) if c.integer(0, 1) == 0 else access)
+    return out
+
+
 _SHAPES: Final[tuple[tuple[int, Callable[[Chooser], list[Op]]], ...]] = (
     (2, _carve),
     (2, _once_writable),
     (1, _adopt),
+    (2, _fork_cow),
 )
 
 
@@ -590,13 +641,39 @@ def generate_piece(c: Chooser) -> list[Op]:
     return generate_shape(c)
 
 
-def generate_sequence(c: Chooser, max_steps: int = MAX_STEPS) -> list[Op]:
-    """A sequence of 1 to ``max_steps`` operations, made of single operations and shapes."""
-    n = c.integer(1, max_steps)
+def in_child(piece: list[Op]) -> list[Op]:
+    """``piece`` run in the child (unchanged if it forks or already names a process)."""
+    if any(isinstance(op, Fork | InChild) for op in piece):
+        return piece
+    return [InChild(op) for op in piece]
+
+
+def place_pieces(pieces: Sequence[tuple[bool, list[Op]]], max_steps: int) -> list[Op]:
+    """Join pieces into a sequence of at most ``max_steps``: a piece flagged for the child
+    runs there (:func:`in_child`) if an earlier piece forked, in the parent otherwise."""
     out: list[Op] = []
-    while len(out) < n:
-        out += generate_piece(c)
-    return out[:n]
+    forked = False
+    for child, piece in pieces:
+        out += in_child(piece) if child and forked else piece
+        forked = forked or any(isinstance(op, Fork) for op in piece)
+    return out[:max_steps]
+
+
+def _flagged_piece(c: Chooser) -> tuple[bool, list[Op]]:
+    """A piece, and whether it goes to the child (one time in three)."""
+    return c.integer(0, 2) == 2, generate_piece(c)
+
+
+def generate_sequence(c: Chooser, max_steps: int = MAX_STEPS) -> list[Op]:
+    """A sequence of 1 to ``max_steps`` operations, made of single operations and shapes;
+    after a fork, one piece in three runs in the child."""
+    n = c.integer(1, max_steps)
+    parts: list[tuple[bool, list[Op]]] = []
+    total = 0
+    while total < n:
+        parts.append(_flagged_piece(c))
+        total += len(parts[-1][1])
+    return place_pieces(parts, n)
 
 
 def random_sequences(n: int, seed: int, max_steps: int = MAX_STEPS) -> Iterator[list[Op]]:
@@ -621,12 +698,13 @@ class _DrawChooser:
         return self.draw(st.sampled_from(options))
 
 
-def pieces() -> SearchStrategy[list[Op]]:
-    """A hypothesis strategy for one piece: an operation or a shape."""
+def pieces() -> SearchStrategy[tuple[bool, list[Op]]]:
+    """A hypothesis strategy for one piece (an operation or a shape) and whether it goes
+    to the child once the sequence has forked."""
     from hypothesis import strategies as st
 
-    def draw_piece(draw: DrawFn) -> list[Op]:
-        return generate_piece(_DrawChooser(draw))
+    def draw_piece(draw: DrawFn) -> tuple[bool, list[Op]]:
+        return _flagged_piece(_DrawChooser(draw))
 
     return st.composite(draw_piece)()
 
@@ -645,7 +723,7 @@ def sequences(max_steps: int = MAX_STEPS) -> SearchStrategy[list[Op]]:
     """A hypothesis strategy for sequences of up to ``max_steps`` operations."""
     from hypothesis import strategies as st
 
-    def flatten(parts: list[list[Op]]) -> list[Op]:
-        return [op for part in parts for op in part][:max_steps]
+    def flatten(parts: list[tuple[bool, list[Op]]]) -> list[Op]:
+        return place_pieces(parts, max_steps)
 
     return st.lists(pieces(), max_size=max_steps).map(flatten)

@@ -8,8 +8,9 @@ compiler's version and the flags, so a changed source or compiler rebuilds and
 concurrent test workers share one binary (it is written under a temporary name
 and renamed into place).
 
-One :class:`KernelExecutor` is one helper process. It reserves its window once at
-start-up; :meth:`KernelExecutor.reset` puts the window back to one PROT_NONE
+One :class:`KernelExecutor` is one helper process (and, after a fork request, its
+child, which it drives over a pipe). It reserves its window once at start-up;
+:meth:`KernelExecutor.reset` ends the child and puts the window back to one PROT_NONE
 private anonymous VMA (a single ``MAP_FIXED`` mmap over the whole window), so a
 process serves any number of sequences. :class:`KernelSide` adapts it to the
 :class:`~safemm.conformance.steps.Side` protocol.
@@ -54,6 +55,7 @@ from .ops import (
     PAGE_SIZE,
     REGION_PAGES,
     Call,
+    ForkCall,
     FtruncateCall,
     MadviseCall,
     MlockCall,
@@ -308,6 +310,8 @@ def _compile(gcc: str, source: bytes, directory: Path, binary: Path) -> Path:
 
 def _encode(call: Call) -> str:
     match call:
+        case ForkCall():
+            return "f"
         case MmapCall(addr, length, prot, flags, fd, offset):
             return f"m {addr} {length} {prot} {flags} {fd} {offset}"
         case MunmapCall(addr, length):
@@ -348,8 +352,8 @@ def _field_str(reply: dict[str, object], key: str) -> str:
     return value
 
 
-def _maps(reply: dict[str, object]) -> list[MapsLine]:
-    lines = reply.get("maps")
+def _maps(reply: dict[str, object], key: str = "maps") -> list[MapsLine]:
+    lines = reply.get(key)
     if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
         raise ExecutorError(f"executor reply lacks maps: {reply}")
     return [MapsLine.parse(str(line)) for line in lines]
@@ -385,6 +389,7 @@ class KernelExecutor:
         self.moat_hi = _field_int(hello, "moat_hi")
         self._base = self.window_lo + GUARD_PAGES * PAGE_SIZE
         self.initial_maps = _maps(hello)
+        self._child_maps: list[MapsLine] | None = None
 
     @property
     def region_base(self) -> int:
@@ -433,16 +438,22 @@ class KernelExecutor:
         return self._receive()
 
     def reset(self) -> list[MapsLine]:
-        """Put the window back to one PROT_NONE private anonymous VMA."""
+        """Put the window back to one PROT_NONE private anonymous VMA (ending the child)."""
+        self._child_maps = None
         return _maps(self.request("z"))
 
-    def perform(self, call: Call) -> tuple[Outcome, list[MapsLine]]:
-        """Run one absolute call in the helper.
+    def child_lines(self) -> list[MapsLine] | None:
+        """The child's maps lines in the last reply, or None if there was no child."""
+        return self._child_maps
+
+    def perform(self, call: Call, *, in_child: bool = False) -> tuple[Outcome, list[MapsLine]]:
+        """Run one absolute call in the helper, or in its child (``in_child``).
 
         Raises:
             UnsafeOperation: the call could reach outside the window; not run.
         """
-        reply = self.request(_encode(call))
+        line = _encode(call)
+        reply = self.request(f"c {line}" if in_child else line)
         kind = reply.get("kind")
         if kind == "unsafe":
             raise UnsafeOperation(f"{call}: {reply.get('reason')}")
@@ -454,6 +465,7 @@ class KernelExecutor:
             outcome = Outcome.signal(_field_str(reply, "name"))
         else:
             raise ExecutorError(f"unexpected executor reply: {reply}")
+        self._child_maps = _maps(reply, "child_maps") if "child_maps" in reply else None
         return outcome, _maps(reply)
 
     def close(self) -> None:

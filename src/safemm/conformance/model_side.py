@@ -37,6 +37,7 @@ from .ops import (
     PROT_NONE,
     REGION_PAGES,
     Call,
+    ForkCall,
     FtruncateCall,
     MadviseCall,
     MlockCall,
@@ -71,6 +72,7 @@ class ModelMachine:
     def __init__(self, region_base: int = MODEL_REGION_BASE) -> None:
         self._base = region_base
         self._process: Process | None = None
+        self._child: Process | None = None
         self._memfd = -1
 
     @property
@@ -92,6 +94,7 @@ class ModelMachine:
             RuntimeError: the reservation failed or landed elsewhere (a model bug).
         """
         self._process = Kernel().spawn()
+        self._child = None
         self._memfd = self._process.memfd_create(MEMFD_NAME)
         window = self._base - GUARD_PAGES * PAGE_SIZE
         length = (2 * GUARD_PAGES + REGION_PAGES) * PAGE_SIZE
@@ -104,14 +107,34 @@ class ModelMachine:
             raise RuntimeError(f"reserving the window at {window:#x} gave {outcome}")
         return lines
 
-    def perform(self, call: Call) -> tuple[Outcome, list[MapsLine]]:
-        """Run one absolute call on the model's process."""
+    def perform(self, call: Call, *, in_child: bool = False) -> tuple[Outcome, list[MapsLine]]:
+        """Run one absolute call on the model's process, or on its child (``in_child``).
+
+        A :class:`~safemm.conformance.ops.ForkCall` ends an earlier child and forks the
+        process (``Process.fork``). The child's descriptor table is a copy, so the memfd
+        has the same number there.
+        """
         process = self.process
         try:
-            outcome = self._dispatch(process, call, self._memfd)
+            if isinstance(call, ForkCall):
+                if self._child is not None:
+                    self._child.exit()
+                    self._child = None
+                self._child = process.fork()
+                outcome = Outcome.ok(0)
+            elif in_child:
+                if self._child is None:
+                    raise RuntimeError("no child process")
+                outcome = self._dispatch(self._child, call, self._memfd)
+            else:
+                outcome = self._dispatch(process, call, self._memfd)
         except Exception as exc:
             outcome = self._classify(exc)
         return outcome, parse_maps(process.maps())
+
+    def child_lines(self) -> list[MapsLine] | None:
+        """The child's maps lines, or None if there is no child."""
+        return None if self._child is None else parse_maps(self._child.maps())
 
     @staticmethod
     def _classify(exc: Exception) -> Outcome:
@@ -126,6 +149,8 @@ class ModelMachine:
     @staticmethod
     def _dispatch(process: Process, call: Call, memfd: int) -> Outcome:
         match call:
+            case ForkCall():
+                raise RuntimeError("fork is run by perform()")
             case MmapCall(addr, length, prot, flags, fd, offset):
                 fd = memfd if fd == MEMFD else fd
                 return Outcome.ok(process.mmap(addr, length, prot, flags, fd, offset))

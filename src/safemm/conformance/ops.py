@@ -20,6 +20,10 @@ Two families of operations:
   an offset of :data:`FAR` or more lands past ``TASK_SIZE`` on every 64-bit
   architecture wherever the window is.
 
+Two processes: a sequence starts with one (the *parent*); :class:`Fork` forks it
+(ending an earlier child first), and :class:`InChild` runs any other operation in
+the child instead. Both processes' layouts are compared after every step.
+
 Arguments are reduced modulo 2**64 (the kernel's ``unsigned long``), so a length
 such as :data:`WRAP` overflows ``addr + len`` on both sides alike.
 
@@ -60,6 +64,7 @@ __all__ = [
     "MAP_FIXED",
     "MAP_FIXED_NOREPLACE",
     "MAP_LOCKED",
+    "MAP_NORESERVE",
     "MAP_PRIVATE",
     "MAP_SHARED",
     "MAP_SHARED_VALIDATE",
@@ -82,8 +87,11 @@ __all__ = [
     "WINDOW_FIRST_PAGE",
     "WRAP",
     "Call",
+    "Fork",
+    "ForkCall",
     "Ftruncate",
     "FtruncateCall",
+    "InChild",
     "Madvise",
     "MadviseCall",
     "Mlock",
@@ -170,6 +178,9 @@ MREMAP_DONTUNMAP: Final = 4
 
 #: ``mmap``: lock the pages in memory, like ``mlock`` (VM_LOCKED).
 MAP_LOCKED: Final = 0x2000
+
+#: ``mmap``: no commit charge for the pages (VM_NORESERVE); merges only with its like.
+MAP_NORESERVE: Final = 0x4000
 
 #: ``madvise``: drop the range's pages; the next access faults them in anew.
 MADV_DONTNEED: Final = 4
@@ -272,6 +283,7 @@ def format_map_flags(flags: int) -> str:
             (MAP_FIXED, "MAP_FIXED"),
             (MAP_FIXED_NOREPLACE, "MAP_FIXED_NOREPLACE"),
             (MAP_LOCKED, "MAP_LOCKED"),
+            (MAP_NORESERVE, "MAP_NORESERVE"),
         ),
         "",
     )
@@ -407,8 +419,14 @@ class PwriteCall:
     byte: int
 
 
+@dataclass(frozen=True, slots=True)
+class ForkCall:
+    """``fork()`` of the parent; an earlier child is ended first."""
+
+
 Call: TypeAlias = (
-    FtruncateCall
+    ForkCall
+    | FtruncateCall
     | PreadCall
     | PwriteCall
     | MmapCall
@@ -439,9 +457,10 @@ class _Shrinkable:
     def simpler(self) -> list[Op]:
         """Simpler variants of this operation that still stay inside the window.
 
-        Fewer pages, nearer page 0, fewer permission bits: each variant is strictly
-        smaller in the sum of the absolute values of its integer fields, so the
-        shrinker's repeated simplification terminates.
+        Fewer pages, nearer page 0, fewer permission bits, the parent instead of the
+        child: each variant is strictly smaller in the sum of the absolute values of its
+        integer fields or one wrapper less, so the shrinker's repeated simplification
+        terminates.
         """
         return [op for op in self._candidates() if is_confined(op)]
 
@@ -962,8 +981,53 @@ class RawMunlock(_RawLockRange):
         return MunlockCall(_u64(base + self.addr), _u64(self.length))
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class Fork(_Shrinkable):
+    """``fork()`` of the parent: the child gets a copy of its address space and descriptors.
+
+    A child forked earlier is ended first (``exit``), so a sequence has at most two
+    processes. The outcome is ``ok 0`` on both sides (the pid is not compared).
+    """
+
+    def call(self, base: int) -> ForkCall:
+        """The call (it does not depend on ``base``)."""
+        return ForkCall()
+
+    @override
+    def __repr__(self) -> str:
+        return "Fork()"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class InChild(_Shrinkable):
+    """``op`` run in the child instead of the parent (skipped on both sides if none exists).
+
+    ``op`` is never a :class:`Fork` nor another :class:`InChild`.
+    """
+
+    op: Op
+
+    def __post_init__(self) -> None:
+        if isinstance(self.op, Fork | InChild):
+            raise ValueError(f"InChild wraps a call of the child, not {self.op!r}")
+
+    def call(self, base: int) -> Call:
+        """The absolute call of the wrapped operation (run in the child)."""
+        return self.op.call(base)
+
+    @override
+    def _candidates(self) -> list[Op]:
+        return [*(InChild(op) for op in self.op.simpler()), self.op]
+
+    @override
+    def __repr__(self) -> str:
+        return f"InChild({self.op!r})"
+
+
 Op: TypeAlias = (
-    Mmap
+    Fork
+    | InChild
+    | Mmap
     | MmapFile
     | Ftruncate
     | Pread
@@ -1074,7 +1138,12 @@ def confinement_error(call: Call, window_lo: int, window_hi: int) -> str | None:
     match call:
         case MmapCall(addr, length, prot, flags, fd, _):
             known = (
-                MAP_SHARED_VALIDATE | MAP_FIXED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_LOCKED
+                MAP_SHARED_VALIDATE
+                | MAP_FIXED
+                | MAP_ANONYMOUS
+                | MAP_FIXED_NOREPLACE
+                | MAP_LOCKED
+                | MAP_NORESERVE
             )
             if not flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
                 return "mmap without MAP_FIXED or MAP_FIXED_NOREPLACE"
@@ -1116,8 +1185,8 @@ def confinement_error(call: Call, window_lo: int, window_hi: int) -> str | None:
             if not window_lo <= addr < window_hi:
                 return "access outside the window"
             return None
-        case FtruncateCall() | PreadCall() | PwriteCall():
-            return None  # the memfd only: no address is involved
+        case FtruncateCall() | PreadCall() | PwriteCall() | ForkCall():
+            return None  # the memfd only, or the whole process: no address is involved
         case MadviseCall(addr, length, advice):
             # do_madvise refuses before walking: a bad advice, an unaligned start, a length
             # PAGE_ALIGN rounds to 0, a wrapping range; a zero length walks nothing, a far

@@ -8,6 +8,11 @@ machine itself — turning operations into calls at the side's own base, making
 returned addresses relative to it, deciding which loads are portable enough to
 compare (:func:`~layout.read_skip_reason`), numbering shmem objects — happens in
 exactly the same way on both.
+
+After a :class:`~ops.Fork` the machine has a child: :class:`~ops.InChild` steps run
+there, the fork's own outcome is ``ok 0`` (pids are not compared), and every step
+records the child's layout too (read with the same reader as the parent's, so a
+shmem object shared by both has one number).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Literal, Protocol, TypeAlias
 from typing_extensions import override
 
 from .layout import Layout, LayoutReader, MapsLine, read_skip_reason
-from .ops import PAGE_SIZE, Call, MmapCall, MremapCall, Op, ReadCall
+from .ops import PAGE_SIZE, Call, Fork, InChild, MmapCall, MremapCall, Op, ReadCall
 
 __all__ = [
     "Machine",
@@ -98,14 +103,22 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class StepResult:
-    """One step's outcome and the window's layout right after it."""
+    """One step's outcome and the window's layout right after it.
+
+    Attributes:
+        outcome: what the step returned.
+        layout: the parent's window.
+        child: the child's window, or None while there is no child.
+    """
 
     outcome: Outcome
     layout: Layout
+    child: Layout | None = None
 
     @override
     def __str__(self) -> str:
-        return f"{self.outcome}; {self.layout}"
+        tail = "" if self.child is None else f"; child: {self.child}"
+        return f"{self.outcome}; {self.layout}{tail}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +141,13 @@ class Machine(Protocol):
         """Return the window to one PROT_NONE private anonymous VMA; its maps lines."""
         ...
 
-    def perform(self, call: Call) -> tuple[Outcome, list[MapsLine]]:
-        """Run one call; return its outcome (absolute addresses) and the maps lines."""
+    def perform(self, call: Call, *, in_child: bool = False) -> tuple[Outcome, list[MapsLine]]:
+        """Run one call (in the child if ``in_child``); return its outcome (absolute
+        addresses) and the parent's maps lines."""
+        ...
+
+    def child_lines(self) -> list[MapsLine] | None:
+        """The child's maps lines after the last call, or None if there is no child."""
         ...
 
 
@@ -157,17 +175,27 @@ def run_sequence(machine: Machine, ops: Sequence[Op]) -> SequenceResult:
     reader = LayoutReader(base)
     initial = reader.read(machine.reset())
     layout = initial
+    child: Layout | None = None
     steps: list[StepResult] = []
     for op in ops:
+        in_child = isinstance(op, InChild)
+        if in_child and child is None:
+            steps.append(StepResult(Outcome.skipped("no child process"), layout, child))
+            continue
         call = op.call(base)
         if isinstance(call, ReadCall):
-            reason = read_skip_reason(layout, (call.addr - base) // PAGE_SIZE)
+            seen = child if in_child and child is not None else layout
+            reason = read_skip_reason(seen, (call.addr - base) // PAGE_SIZE)
             if reason is not None:
-                steps.append(StepResult(Outcome.skipped(reason), layout))
+                steps.append(StepResult(Outcome.skipped(reason), layout, child))
                 continue
-        outcome, lines = machine.perform(call)
+        outcome, lines = machine.perform(call, in_child=in_child)
         if outcome.kind == "ok" and isinstance(call, MmapCall | MremapCall):
             outcome = Outcome.ok(outcome.value - base)
+        elif outcome.kind == "ok" and isinstance(op, Fork):
+            outcome = Outcome.ok(0)
         layout = reader.read(lines)
-        steps.append(StepResult(outcome, layout))
+        child_lines = machine.child_lines()
+        child = None if child_lines is None else reader.read(child_lines)
+        steps.append(StepResult(outcome, layout, child))
     return SequenceResult(initial, tuple(steps))

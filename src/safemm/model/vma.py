@@ -193,10 +193,15 @@ def split_vma(vma: Vma, addr: int, new_below: bool) -> Vma:
 
 
 class VmaMergeStruct:
-    """``struct vma_merge_struct``: the proposed range and its properties."""
+    """``struct vma_merge_struct``: the proposed range and its properties.
+
+    ``vma`` is the kernel's ``vmg->middle`` (the existing VMA being changed, or None for a
+    new range); ``copied_from`` is the VMA an mremap copy comes from (``copy_vma``).
+    """
 
     __slots__ = (
         "anon_vma",
+        "copied_from",
         "end",
         "file",
         "flags",
@@ -234,6 +239,7 @@ class VmaMergeStruct:
         self.file = file
         self.anon_vma = anon_vma
         self.uffd_ctx = uffd_ctx
+        self.copied_from: Vma | None = None
 
 
 def is_mergeable_vma(vmg: VmaMergeStruct, merge_next: bool) -> bool:
@@ -247,12 +253,29 @@ def is_mergeable_vma(vmg: VmaMergeStruct, merge_next: bool) -> bool:
     return vma.vm_userfaultfd_ctx is vmg.uffd_ctx
 
 
-def is_mergeable_anon_vma(a1: AnonVma | None, a2: AnonVma | None, vma: Vma | None) -> bool:
-    """``is_mergeable_anon_vma``: compatible unless both set and different (or the VMA was
-    cloned by fork, ``!list_is_singular(&vma->anon_vma_chain)``)."""
-    if (a1 is None or a2 is None) and (vma is None or vma.anon_vma_chain <= 1):
-        return True
-    return a1 is a2
+def vma_is_fork_child(vma: Vma | None) -> bool:
+    """``vma_is_fork_child`` (mm/vma.c): the VMA has an anon_vma and its chain is not
+    singular, i.e. it was cloned by fork and may share CoW pages with a parent."""
+    return vma is not None and vma.anon_vma is not None and vma.anon_vma_chain > 1
+
+
+def is_mergeable_anon_vma(vmg: VmaMergeStruct, merge_next: bool) -> bool:
+    """``is_mergeable_anon_vma`` (mm/vma.c, since 6.16): may the range's anon_vma and the
+    target's (``vmg.next`` or ``vmg.prev``) go together?
+
+    Case 1, only the range has one (it will be duplicated into the target): not if the
+    VMA it comes from — ``vmg->middle``, or ``vmg->copied_from`` for an mremap copy — is a
+    fork child. Case 2, only the target has one: not if the target is a fork child.
+    Case 3: both or neither, and the same.
+    """
+    tgt = vmg.next if merge_next else vmg.prev
+    assert tgt is not None
+    tgt_anon, src_anon = tgt.anon_vma, vmg.anon_vma
+    if tgt_anon is None and src_anon is not None:
+        return not vma_is_fork_child(vmg.vma) and not vma_is_fork_child(vmg.copied_from)
+    if tgt_anon is not None and src_anon is None:
+        return not vma_is_fork_child(tgt)
+    return src_anon is tgt_anon
 
 
 def can_vma_merge_before(vmg: VmaMergeStruct) -> bool:
@@ -262,7 +285,7 @@ def can_vma_merge_before(vmg: VmaMergeStruct) -> bool:
     pglen = (vmg.end - vmg.start) >> PAGE_SHIFT
     return (
         is_mergeable_vma(vmg, True)
-        and is_mergeable_anon_vma(vmg.anon_vma, nxt.anon_vma, nxt)
+        and is_mergeable_anon_vma(vmg, True)
         and nxt.vm_pgoff == vmg.pgoff + pglen
     )
 
@@ -273,7 +296,7 @@ def can_vma_merge_after(vmg: VmaMergeStruct) -> bool:
     assert prev is not None
     return (
         is_mergeable_vma(vmg, False)
-        and is_mergeable_anon_vma(vmg.anon_vma, prev.anon_vma, prev)
+        and is_mergeable_anon_vma(vmg, False)
         and prev.vm_pgoff + prev.pages == vmg.pgoff
     )
 
@@ -292,7 +315,7 @@ def can_vma_merge_right(vmg: VmaMergeStruct, can_merge_left: bool) -> bool:
         return True
     prev = vmg.prev
     assert prev is not None
-    return is_mergeable_anon_vma(prev.anon_vma, nxt.anon_vma, None)
+    return prev.anon_vma is None or nxt.anon_vma is None or prev.anon_vma is nxt.anon_vma
 
 
 def can_merge_remove_vma(vma: Vma) -> bool:
@@ -651,6 +674,9 @@ def copy_vma(vma: Vma, addr: int, length: int, pgoff: int) -> Vma:
         vma.anon_vma,
         vma.vm_userfaultfd_ctx,
     )
+    # vma_merge_copied_range: the source is not the middle of the merge but where it is
+    # copied from (is_mergeable_anon_vma refuses a fork child's anon_vma either way).
+    vmg.copied_from = vma
     merged = vma_merge_new_range(vmg)
     if merged is not None:
         return merged
