@@ -115,8 +115,8 @@ def test_ci_runs_the_quick_start_test_command() -> None:
 
 
 def test_docs_are_linked() -> None:
-    """The hazards, conformance, demo, invariants, static-checking and fuzzing pages are
-    reachable from the README."""
+    """The hazards, conformance, demo, invariants, static-checking, fuzzing, contracts and
+    type-checker pages are reachable from the README."""
     for page in (
         "docs/hazards.md",
         "docs/conformance.md",
@@ -125,6 +125,7 @@ def test_docs_are_linked() -> None:
         "docs/static-checking.md",
         "docs/fuzzing.md",
         "docs/contracts.md",
+        "docs/type-checkers.md",
     ):
         assert f"({page})" in README, page
         assert (ROOT / page).exists(), page
