@@ -4,7 +4,9 @@ exactly the README's Quick-start test command."""
 
 from __future__ import annotations
 
+import ast
 import re
+import tomllib
 from pathlib import Path
 
 from safemm.model.contracts import CONTRACTS
@@ -118,8 +120,8 @@ def test_ci_runs_the_quick_start_test_command() -> None:
 
 
 def test_docs_are_linked() -> None:
-    """The hazards, conformance, demo, invariants, static-checking and fuzzing pages are
-    reachable from the README."""
+    """The hazards, conformance, demo, invariants, static-checking, fuzzing, contracts and
+    type-checker pages are reachable from the README."""
     for page in (
         "docs/hazards.md",
         "docs/conformance.md",
@@ -128,6 +130,7 @@ def test_docs_are_linked() -> None:
         "docs/static-checking.md",
         "docs/fuzzing.md",
         "docs/contracts.md",
+        "docs/type-checkers.md",
     ):
         assert f"({page})" in README, page
         assert (ROOT / page).exists(), page
@@ -152,3 +155,21 @@ def test_static_column_for_atomic_context() -> None:
         assert "`atomic-sleep`" in static and "safemm check" in static, static
         for case in re.findall(r"\ba(\d)\b", static):
             assert list((ROOT / "tests" / "atomic" / "reject").glob(f"a{case}_*.py")), case
+
+
+def test_supported_pythons_agree() -> None:
+    """The nox matrix, the classifiers, ``requires-python``, .ci/run and the README name the
+    same CPython versions: what ``requires-python`` admits from below is what is tested."""
+    noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
+    m = re.search(r"^PYTHONS = (\[.*\])$", noxfile, re.M)
+    assert m is not None
+    pythons = ast.literal_eval(m.group(1))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    versions = re.compile(r"Programming Language :: Python :: (3\.\d+)")
+    classified = [m[1] for c in project["classifiers"] if (m := versions.fullmatch(c))]
+    assert classified == pythons
+    assert project["requires-python"] == f">={pythons[0]}"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert f"-s {' '.join(f'tests-{v}' for v in pythons[1:])}" in ci
+    listed = ", ".join(pythons[:-1]) + f" or {pythons[-1]}"
+    assert f"CPython {listed} (the versions CI tests)" in README

@@ -22,7 +22,8 @@ LINE = re.compile(r"^(.+?):(\d+): (error|note): (.*)$")
 pytestmark = pytest.mark.xdist_group("mypy")
 
 
-def _cases() -> list[tuple[str, int, str]]:
+def reject_cases() -> list[tuple[str, int, str]]:
+    """Every case: (file name in ``tests/typing/reject``, line, mypy's codes without spaces)."""
     out = []
     for path in sorted(REJECT.glob("*.py")):
         for no, text in enumerate(path.read_text().splitlines(), 1):
@@ -58,12 +59,12 @@ def mypy_report() -> dict[tuple[str, int], list[str]]:
 
 def test_cases_exist() -> None:
     """Every contract file holds cases, and there are many of them."""
-    files = {name for name, _, _ in _cases()}
+    files = {name for name, _, _ in reject_cases()}
     assert len(files) == len(list(REJECT.glob("*.py")))
-    assert len(_cases()) >= 60
+    assert len(reject_cases()) >= 60
 
 
-@pytest.mark.parametrize(("name", "line", "codes"), _cases())
+@pytest.mark.parametrize(("name", "line", "codes"), reject_cases())
 def test_rejected_with_code(
     mypy_report: dict[tuple[str, int], list[str]], name: str, line: int, codes: str
 ) -> None:

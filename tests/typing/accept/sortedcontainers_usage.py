@@ -84,7 +84,8 @@ assert_type(sd.copy(), SortedDict[str, int])
 assert_type(sd.pop("z", None), int | None)
 assert_type(sd.setdefault("c", 3), int)
 assert_type(SortedDict(x=1.5), SortedDict[str, float])
-assert_type(SortedDict([(2, "two"), (1, "one")]), SortedDict[int, str])
+pairs = [(2, "two"), (1, "one")]
+assert_type(SortedDict(pairs), SortedDict[int, str])
 assert_type(SortedDict.fromkeys(["a", "b"], 0), SortedDict[str, int])
 # A leading key function; the keys need not be comparable themselves.
 by_len = SortedDict(length, {"ccc": 3, "a": 1})
