@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 from typing_extensions import override
 
-from ._fs import AddressSpace, _check_hooks, _forgot_init
+from ._fs import AddressSpace, _check_hooks, _forgot_init, _nonneg
 from ._page import HeldPageLock, PageRef
 from ._scope import (
     _TOKEN,
@@ -65,14 +65,6 @@ _LOCK_HINT = (
     "it needs the folio lock: take it with folio.lock() or mapping.filemap_lock_folio(index) "
     "and call it on the FolioGuard"
 )
-
-
-def _int_arg(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise KernelError(errno.EINVAL, f"{name} must not be negative, got {value}")
-    return value
 
 
 def _gfp_arg(gfp: object) -> Gfp:
@@ -322,14 +314,14 @@ class AddressSpaceOwned(SafeObject, Generic[T]):
         """
         page = folio._live()
         _filemap.filemap_add_folio(
-            self._mapping, page, _int_arg("index", index), int(_gfp_arg(gfp))
+            self._mapping, page, _nonneg("index", index), int(_gfp_arg(gfp))
         )
         return FolioGuard(_TOKEN, self._kernel, page, owns_ref=False)
 
     def filemap_get_folio(self, index: int) -> Folio | None:
         """``filemap_get_folio``: the folio cached at ``index`` with a new reference, or
         None. Never sleeps."""
-        page = _filemap.filemap_get_folio(self._mapping, _int_arg("index", index))
+        page = _filemap.filemap_get_folio(self._mapping, _nonneg("index", index))
         return None if page is None else Folio(_TOKEN, self._kernel, page)
 
     @may_sleep("use filemap_get_folio() and Folio.trylock() in atomic context")
@@ -337,14 +329,14 @@ class AddressSpaceOwned(SafeObject, Generic[T]):
         """``filemap_lock_folio``: the folio cached at ``index``, referenced and locked
         (sleeping for the lock), or None; a folio reclaimed or truncated while this waited
         for its lock is not returned. What ``->fault`` returns (``VM_FAULT_LOCKED``)."""
-        page = _filemap.filemap_lock_folio(self._mapping, _int_arg("index", index))
+        page = _filemap.filemap_lock_folio(self._mapping, _nonneg("index", index))
         return None if page is None else FolioGuard(_TOKEN, self._kernel, page, owns_ref=True)
 
     @may_sleep("truncate from ->release or an ioctl, never under a spinlock")
     def truncate_inode_pages(self, start: int = 0) -> int:
         """``truncate_inode_pages``: remove every folio from byte ``start`` (page aligned)
         on, unmapping it from every process first. Returns how many were removed."""
-        return _truncate.truncate_inode_pages(self._mapping, _int_arg("start", start))
+        return _truncate.truncate_inode_pages(self._mapping, _nonneg("start", start))
 
     @override
     def __repr__(self) -> str:
