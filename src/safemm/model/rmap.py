@@ -58,6 +58,8 @@ def find_mergeable_anon_vma(vma: Vma) -> AnonVma | None:
     mm = vma.vm_mm
 
     def compatible(a: Vma, b: Vma) -> bool:
+        """``anon_vma_compatible`` (mm/vma.c): adjacent, same file, flags equal but for the
+        access bits and soft-dirty, page offsets continuous."""
         return (
             a.vm_end == b.vm_start
             and a.vm_file is b.vm_file
