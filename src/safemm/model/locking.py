@@ -207,15 +207,6 @@ def _deadlock(kernel: Kernel, task: Task, lock: _Lock, holder: str, where: str) 
     )
 
 
-def _check_sleep(t: Task) -> bool:
-    """Whether a sleeping acquisition must run ``might_sleep``'s check (its condition,
-    inlined so the common case costs one test): atomic context, a no-sleep gfp section, or
-    the atomic-context audit."""
-    return bool(
-        t.preempt_count or t.rcu_depth or t.irqs_disabled or t.nosleep or _marks.audit is not None
-    )
-
-
 def _who(t: Task | None) -> str:
     return "nobody" if t is None else f"{t.comm}:{t.pid}"
 
@@ -255,7 +246,13 @@ class _OwnedLock(_Lock):
         """The blocking acquisition: waits for the owner inside ``Kernel.concurrently``;
         outside it, a lock held for ever (by anyone) is a deadlock."""
         t = kernel.current
-        if self._sleeps and _check_sleep(t):
+        if self._sleeps and (
+            t.preempt_count
+            or t.rcu_depth
+            or t.irqs_disabled
+            or t.nosleep
+            or _marks.audit is not None
+        ):
             might_sleep(kernel, where, switch=False)  # the report (its check, inlined)
         s = kernel._sched
         if s is not None:
@@ -455,7 +452,13 @@ class RwSemaphore(_Lock):
         held or queued writer (``rwsem_down_read_slowpath``: a reader steals the lock only
         when nobody holds it); outside, blocking there is a deadlock."""
         t = kernel.current
-        if _check_sleep(t):
+        if (
+            t.preempt_count
+            or t.rcu_depth
+            or t.irqs_disabled
+            or t.nosleep
+            or _marks.audit is not None
+        ):
             might_sleep(kernel, where, switch=False)  # the report (its check, inlined)
         s = kernel._sched
         if s is not None:
@@ -550,7 +553,13 @@ class RwSemaphore(_Lock):
         """``down_write()``: may sleep; inside ``Kernel.concurrently`` it waits for every
         holder; outside, blocking there is a deadlock."""
         t = kernel.current
-        if _check_sleep(t):
+        if (
+            t.preempt_count
+            or t.rcu_depth
+            or t.irqs_disabled
+            or t.nosleep
+            or _marks.audit is not None
+        ):
             might_sleep(kernel, where, switch=False)  # the report (its check, inlined)
         s = kernel._sched
         if s is not None:
